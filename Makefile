@@ -1,0 +1,31 @@
+# `make test`: build .venv if needed, install the stack and the package, run
+# the whole test suite. `make quickstart`: same environment, then the main job.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stack-installed
+
+.PHONY: test quickstart install clean
+
+$(STAMP): requirements/runtime.txt requirements/tests.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip 'setuptools<80' wheel
+	$(PY) -m pip install -r requirements/runtime.txt -r requirements/tests.txt
+	touch $(STAMP)
+
+# A plain (non-editable) install, as a user gets it: mim then finds the
+# package's configs and tools in mmscalekd/.mim. Reinstalled on every run so
+# the installed copy matches the source.
+install: $(STAMP)
+	$(PY) -m pip install --no-deps --no-build-isolation --force-reinstall --quiet .
+
+test: install
+	$(PY) -m pytest tests
+
+quickstart: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" mim train mmscalekd \
+		configs/smoke/scalekd_smoke_synthetic.py \
+		--work-dir work_dirs/quickstart
+
+clean:
+	rm -rf build dist *.egg-info mmscalekd/.mim

@@ -1,0 +1,3 @@
+from .synthetic import SyntheticClassificationDataset
+
+__all__ = ['SyntheticClassificationDataset']

@@ -1,0 +1,3 @@
+from .runner import ScaleKDRunner
+
+__all__ = ['ScaleKDRunner']

@@ -1,0 +1,4 @@
+from .distillers import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .necks import *  # noqa: F401,F403
+from .teachers import *  # noqa: F401,F403

@@ -1,0 +1,383 @@
+"""ScaleKD distiller: wiring of student, frozen teacher, projectors, losses."""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmengine.model import BaseModel
+from mmengine.logging import print_log
+from torch import nn
+
+from mmpretrain.registry import MODELS
+
+from mmscalekd.models.teachers import TeacherOutputs, build_teacher_adapter
+from .teacher_builder import build_frozen_teacher
+
+__all__ = ['ScaleKDDistiller']
+
+_STAGE_KEYS = {
+    'perception_stage': {
+        'student_tap', 'teacher_split', 'num_heads', 'self_query',
+        'spatial_weight', 'frequency_weight', 'softmax_scale',
+        'student_channels', 'student_size', 'teacher_channels', 'query_size'
+    },
+    'final_stage': {
+        'student_tap', 'num_heads', 'self_query', 'spatial_weight',
+        'frequency_weight', 'softmax_scale', 'student_channels',
+        'student_size', 'teacher_channels', 'query_size'
+    },
+}
+_TEACHER_KEYS = {'config', 'checkpoint', 'adapter'}
+_VIEWS = ('spatial', 'frequency')
+
+
+def _check_keys(cfg: dict, allowed: set, name: str) -> None:
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise KeyError(f'Unknown key(s) {unknown} in `model.{name}`; allowed '
+                       f'keys are {sorted(allowed)}.')
+
+
+def _to_map(tokens: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """(N, H*W, C) row-major tokens -> (N, C, H, W)."""
+    batch, _, channels = tokens.shape
+    return tokens.transpose(1, 2).reshape(batch, channels, *size)
+
+
+def _to_tokens(feature: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H*W, C) row-major tokens."""
+    return feature.flatten(2).transpose(1, 2)
+
+
+@MODELS.register_module()
+class ScaleKDDistiller(BaseModel):
+    """Distil a frozen ViT teacher into a student with ScaleKD.
+
+    Two student features are distilled (method sections 1-3):
+
+    - ``perception_stage``: a student feature (e.g. ResNet stage 3) is
+      projected onto the teacher's tokens at the split point by a spatial and
+      a frequency :class:`CrossAttentionProjector`; the teacher's own
+      remaining layers (teacher parameter perception) turn each projection
+      into ``P_sp`` / ``P_fr``, which mimic the teacher's last feature.
+    - ``final_stage``: the last student feature is projected onto the
+      teacher's last token grid, with learned queries (``self_query=True``)
+      or with ``P_sp`` / ``P_fr`` as queries (``self_query=False``), and
+      mimics the teacher's last feature.
+
+    Losses: ``(1 - alpha) * loss_cls + loss_kd`` plus both views of both
+    stages. Channel counts and spatial sizes are read off the networks by one
+    forward at ``input_size``; values given in a stage dict must agree.
+
+    Args:
+        student (dict): mmpretrain classifier config of the student.
+        teacher (dict): ``config`` (a config path such as
+            ``'mmpretrain::swin_transformer/swin-large_16xb64_in1k.py'`` or a
+            model dict), ``checkpoint`` (path/URL of the teacher weights,
+            loaded strictly; None means a random teacher, with a warning) and
+            optionally ``adapter`` (a registered teacher adapter name; chosen
+            from the teacher backbone by default).
+        perception_stage (dict): ``student_tap`` (module name in the student,
+            e.g. ``'backbone.layer3'``), ``teacher_split`` (0-based split
+            index of the teacher), ``num_heads``, ``self_query`` (default
+            True), ``spatial_weight``, ``frequency_weight``,
+            ``softmax_scale`` (default 5.0).
+        final_stage (dict): the same keys except ``teacher_split``;
+            ``self_query=False`` takes the queries from the perception stage.
+        logit_kd (dict, optional): ``LogitKDLoss`` config; None disables
+            logit distillation (the student loss then keeps weight 1).
+        input_size (int | tuple): image size of the training inputs, used to
+            read feature shapes off the networks. Defaults to 224.
+        keep_teacher_eval (bool): keep the teacher in eval mode when the
+            runner calls ``train()`` (default). False reproduces the
+            reference code, whose teacher trains with drop-path on.
+        data_preprocessor (dict, optional): defaults to mmpretrain's
+            ``ClsDataPreprocessor``.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: dict,
+                 perception_stage: dict,
+                 final_stage: dict,
+                 logit_kd: Optional[dict] = dict(
+                     type='LogitKDLoss', tau=1.0, alpha=0.5),
+                 input_size=224,
+                 keep_teacher_eval: bool = True,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='ClsDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = copy.deepcopy(dict(data_preprocessor))
+            data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        perception_stage = dict(perception_stage)
+        final_stage = dict(final_stage)
+        teacher = dict(teacher)
+        _check_keys(teacher, _TEACHER_KEYS, 'teacher')
+        _check_keys(perception_stage, _STAGE_KEYS['perception_stage'],
+                    'perception_stage')
+        _check_keys(final_stage, _STAGE_KEYS['final_stage'], 'final_stage')
+        for key in ('config', 'checkpoint'):
+            if key not in teacher:
+                raise KeyError(f'`model.teacher.{key}` is required.')
+
+        self.student = MODELS.build(student)
+        self.teacher = build_frozen_teacher(teacher['config'],
+                                            teacher['checkpoint'])
+        self.keep_teacher_eval = keep_teacher_eval
+        if 'teacher_split' not in perception_stage:
+            raise KeyError('`model.perception_stage.teacher_split` is '
+                           'required (e.g. 2 for stage 3 of a Swin teacher).')
+        # A plain object, not a module: it holds no parameters of its own.
+        self.teacher_adapter = build_teacher_adapter(
+            self.teacher, perception_stage['teacher_split'],
+            teacher.get('adapter'))
+        self.logit_kd = MODELS.build(logit_kd) if logit_kd else None
+        if not hasattr(self.student, 'head') or not hasattr(
+                self.student.head, '_get_loss'):
+            raise TypeError('`model.student` must be an mmpretrain '
+                            'classifier with a classification head.')
+
+        self._taps = {}
+        self.stage_names = ('perception', 'final')
+        stage_cfgs = dict(perception=perception_stage, final=final_stage)
+        for name, cfg in stage_cfgs.items():
+            if 'student_tap' not in cfg:
+                raise KeyError(f'`model.{name}_stage.student_tap` is '
+                               'required (e.g. "backbone.layer3").')
+            self._register_tap(name, cfg['student_tap'])
+
+        shapes = self._read_shapes(input_size)
+        self.final_self_query = final_stage.get('self_query', True)
+        self.feature_losses = nn.ModuleDict({
+            name: MODELS.build(
+                dict(
+                    type='DualViewFeatureLoss',
+                    spatial_weight=cfg.get('spatial_weight', 0.08),
+                    frequency_weight=cfg.get('frequency_weight', 0.06)))
+            for name, cfg in stage_cfgs.items()
+        })
+        self.projectors = nn.ModuleDict()
+        for name, cfg in stage_cfgs.items():
+            self._build_projectors(name, cfg, shapes)
+        self._register_state_dict_hook(_drop_teacher_state)
+        self._register_load_state_dict_pre_hook(self._restore_teacher_state)
+
+    # ------------------------------------------------------------ building
+    def _register_tap(self, stage: str, module_name: str) -> None:
+        modules = dict(self.student.named_modules())
+        if module_name not in modules:
+            children = [n for n in modules if n.count('.') <= 1 and n]
+            raise KeyError(
+                f'`model.{stage}_stage.student_tap={module_name!r}` is not a '
+                f'module of the student; modules near the top are '
+                f'{children[:20]}.')
+
+        def record(module, args, output):
+            self._taps[stage] = output
+
+        modules[module_name].register_forward_hook(record)
+
+    @torch.no_grad()
+    def _read_shapes(self, input_size) -> Dict[str, tuple]:
+        """Channel counts and spatial sizes from one forward of both nets."""
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        was_training = self.student.training
+        self.student.eval()
+        dummy = torch.zeros(1, 3, *input_size)
+        try:
+            self.student.extract_feat(dummy)
+        finally:
+            self.student.train(was_training)
+        shapes = {}
+        for stage in self.stage_names:
+            feature = self._taps.pop(stage)
+            if not (isinstance(feature, torch.Tensor) and feature.dim() == 4):
+                raise ValueError(
+                    f'`model.{stage}_stage.student_tap` must give a (N, C, H, '
+                    f'W) feature map; it gives '
+                    f'{getattr(feature, "shape", type(feature))}.')
+            shapes[f'{stage}_student'] = tuple(feature.shape[1:])
+        outputs = self.teacher_adapter(dummy)
+        shapes['split'] = (outputs.split_tokens.shape[-1],
+                           *outputs.split_size)
+        shapes['final'] = tuple(outputs.final_feature.shape[1:])
+        student_classes = self.student.head(
+            self.student.extract_feat(dummy)).shape[-1] \
+            if self.logit_kd else None
+        self._taps.clear()
+        if self.logit_kd and student_classes != outputs.logits.shape[-1]:
+            raise ValueError(
+                f'Logit distillation needs the same classes: the student '
+                f'predicts {student_classes} and the teacher '
+                f'{outputs.logits.shape[-1]}. Match `num_classes` or set '
+                '`model.logit_kd=None`.')
+        return shapes
+
+    def _views(self, name: str) -> List[str]:
+        """Views with a non-zero weight, plus those feeding final queries."""
+        views = [
+            view for view in _VIEWS
+            if getattr(self.feature_losses[name], f'{view}_weight') > 0
+        ]
+        if name == 'perception' and not self.final_self_query:
+            views += [v for v in self._views('final') if v not in views]
+        return views
+
+    def _build_projectors(self, name: str, cfg: dict, shapes: dict) -> None:
+        student_channels, *student_size = shapes[f'{name}_student']
+        target = shapes['split' if name == 'perception' else 'final']
+        teacher_channels, *query_size = target
+        inferred = dict(
+            student_channels=student_channels,
+            student_size=tuple(student_size),
+            teacher_channels=teacher_channels,
+            query_size=tuple(query_size))
+        for key, value in inferred.items():
+            if key not in cfg:
+                continue
+            given = cfg[key]
+            if key.endswith('size'):
+                given = (given, given) if isinstance(given, int) \
+                    else tuple(given)
+            if given != value:
+                raise ValueError(
+                    f'`model.{name}_stage.{key}={cfg[key]}` disagrees with '
+                    f'the networks, which give {value}; set it to {value} or '
+                    'remove it (it is inferred).')
+        if 'num_heads' not in cfg:
+            raise KeyError(f'`model.{name}_stage.num_heads` is required.')
+        self_query = cfg.get('self_query', True)
+        if name == 'perception' and not self_query:
+            raise ValueError(
+                '`model.perception_stage.self_query` must be True: only the '
+                'final stage can take its queries from teacher parameter '
+                'perception.')
+        for view in self._views(name):
+            try:
+                projector = MODELS.build(
+                    dict(
+                        type='CrossAttentionProjector',
+                        student_channels=student_channels,
+                        teacher_channels=teacher_channels,
+                        student_size=tuple(student_size),
+                        query_size=tuple(query_size),
+                        num_heads=cfg['num_heads'],
+                        self_query=self_query,
+                        softmax_scale=cfg.get('softmax_scale', 5.0)))
+            except ValueError as error:
+                raise ValueError(f'`model.{name}_stage`: {error}') from None
+            self.projectors[f'{name}_{view}'] = projector
+
+    # ------------------------------------------------------------ teacher
+    def train(self, mode: bool = True) -> 'ScaleKDDistiller':
+        """Set train mode on everything but the frozen teacher.
+
+        The teacher is a fixed function: in train mode it would apply
+        drop-path and dropout to the targets (and update BatchNorm statistics
+        of CNN teachers), so the student would chase noise.
+        """
+        super().train(mode)
+        if self.keep_teacher_eval:
+            self.teacher.eval()
+        return self
+
+    def _restore_teacher_state(self, state_dict, prefix, *args) -> None:
+        """Training checkpoints leave the teacher out; keep the loaded one.
+
+        The teacher is always (re)loaded from ``model.teacher.checkpoint``,
+        so a training checkpoint never overrides it.
+        """
+        teacher_prefix = prefix + 'teacher.'
+        stale = [k for k in state_dict if k.startswith(teacher_prefix)]
+        if stale:
+            print_log(
+                f'Ignoring {len(stale)} teacher entries in the checkpoint: '
+                'the teacher comes from `model.teacher.checkpoint`.',
+                logger='current', level=30)
+        for key, value in self.teacher.state_dict().items():
+            state_dict[teacher_prefix + key] = value
+
+    # ------------------------------------------------------------ forward
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        # Inference is the student alone, so mmpretrain's evaluators and
+        # inferencers see an ordinary classifier.
+        return self.student(inputs, data_samples, mode=mode)
+
+    def _student_forward(self, inputs: torch.Tensor):
+        feats = self.student.extract_feat(inputs)
+        taps = {stage: self._taps.pop(stage) for stage in self.stage_names}
+        return self.student.head(feats), taps
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: list) -> Dict[str, torch.Tensor]:
+        with torch.no_grad():
+            teacher: TeacherOutputs = self.teacher_adapter(inputs)
+        logits, taps = self._student_forward(inputs)
+
+        losses = dict()
+        student_losses = self.student.head._get_loss(logits, data_samples)
+        cls_weight = 1.0 - self.logit_kd.alpha if self.logit_kd else 1.0
+        for key, value in student_losses.items():
+            # The head returns `loss` and, without batch augments, accuracies
+            # (logged, not summed: only keys containing "loss" are summed).
+            if key == 'loss':
+                losses['loss_cls'] = cls_weight * value
+            else:
+                losses[key] = value
+        if self.logit_kd:
+            losses['loss_kd'] = self.logit_kd(logits, teacher.logits)
+
+        target = teacher.final_feature
+        # Teacher parameter perception: project onto the split-point tokens,
+        # then run the frozen rest of the teacher (gradients flow through it
+        # into the projectors and the student, never into its weights).
+        perceived = {
+            view: self.teacher_adapter.forward_rest(
+                self.projectors[f'perception_{view}'](taps['perception']),
+                teacher.split_size)
+            for view in self._views('perception')
+        }
+        losses.update(
+            self._feature_losses('perception', perceived, target))
+
+        final = {}
+        for view in self._views('final'):
+            queries = None if self.final_self_query else _to_tokens(
+                perceived[view])
+            tokens = self.projectors[f'final_{view}'](taps['final'], queries)
+            final[view] = _to_map(tokens, target.shape[2:])
+        losses.update(self._feature_losses('final', final, target))
+        return losses
+
+    def _feature_losses(self, name: str, projected: Dict[str, torch.Tensor],
+                        target: torch.Tensor) -> Dict[str, torch.Tensor]:
+        loss = self.feature_losses[name]
+        spatial = projected.get('spatial')
+        frequency = projected.get('frequency')
+        values = loss(spatial if spatial is not None else frequency, target,
+                      frequency)
+        return {
+            key.replace('loss', f'loss_{name}', 1): value
+            for key, value in values.items()
+        }
+
+
+def _drop_teacher_state(module, state_dict, prefix, local_metadata):
+    """Leave the frozen teacher out of training checkpoints.
+
+    It is hundreds of MB that never change and are reloaded from
+    ``model.teacher.checkpoint``.
+    """
+    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        del state_dict[key]
+    return state_dict

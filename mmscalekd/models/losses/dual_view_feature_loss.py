@@ -1,0 +1,96 @@
+"""Dual-view feature mimicking (method section 2)."""
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmpretrain.registry import MODELS
+
+__all__ = ['DualViewFeatureLoss', 'remove_spatial_mean']
+
+
+def remove_spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """Remove the DC component of each channel of a (N, C, H, W) map.
+
+    The zero-frequency basis function of the 2-D DCT-II is constant over
+    (H, W). Zeroing its coefficient and inverting the (orthogonal) transform
+    therefore subtracts the projection of each channel onto a constant, which
+    is the channel's spatial mean. This is the frequency view of the method
+    without building any DCT matrix; ``tests`` check it against the DCT route.
+    """
+    return x - x.mean(dim=(2, 3), keepdim=True)
+
+
+@MODELS.register_module()
+class DualViewFeatureLoss(nn.Module):
+    """Spatial and frequency ("alternative") view feature mimicking loss.
+
+    ``loss_spatial = spatial_weight * sum((normC(S) - normC(T))^2) / N``
+    and ``loss_frequency`` is the same on features whose per-channel spatial
+    mean (the DCT DC coefficient) is removed, where normC is L2 normalisation
+    of each position's channel vector.
+
+    Args:
+        spatial_weight (float): ``alpha_sp``. Defaults to 0.08.
+        frequency_weight (float): ``alpha_fr``. Defaults to 0.06.
+    """
+
+    def __init__(self,
+                 spatial_weight: float = 0.08,
+                 frequency_weight: float = 0.06) -> None:
+        super().__init__()
+        for key, value in (('spatial_weight', spatial_weight),
+                           ('frequency_weight', frequency_weight)):
+            if value < 0:
+                raise ValueError(
+                    f'DualViewFeatureLoss `{key}={value}` is negative; loss '
+                    'weights must be >= 0 (0 switches the view off).')
+        self.spatial_weight = float(spatial_weight)
+        self.frequency_weight = float(frequency_weight)
+
+    @staticmethod
+    def _mimic(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """sum((normC(S) - normC(T))^2) / N for (N, C, H, W) maps."""
+        diff = F.normalize(student, dim=1) - F.normalize(teacher, dim=1)
+        return diff.pow(2).sum() / student.shape[0]
+
+    def forward(self,
+                student: torch.Tensor,
+                teacher: torch.Tensor,
+                student_frequency: Optional[torch.Tensor] = None
+                ) -> Dict[str, torch.Tensor]:
+        """Compute both views.
+
+        Args:
+            student (Tensor): projected student feature (N, C, H, W) for the
+                spatial view (and the frequency view when
+                ``student_frequency`` is None).
+            teacher (Tensor): teacher feature (N, C, H, W), no gradient.
+            student_frequency (Tensor, optional): projected student feature
+                of the frequency projector, (N, C, H, W). ScaleKD feeds each
+                view from its own projector.
+
+        Returns:
+            dict: ``loss_spatial`` and ``loss_frequency`` (scalars); a view
+            whose weight is 0 is left out.
+        """
+        if student.shape != teacher.shape or (
+                student_frequency is not None
+                and student_frequency.shape != teacher.shape):
+            raise ValueError(
+                f'DualViewFeatureLoss got student {tuple(student.shape)} and '
+                f'teacher {tuple(teacher.shape)}; both must be (N, C, H, W) '
+                'of the same shape.')
+        if student_frequency is None:
+            student_frequency = student
+        # A view with weight 0 is switched off: no key, no computation.
+        losses = dict()
+        if self.spatial_weight > 0:
+            losses['loss_spatial'] = self.spatial_weight * self._mimic(
+                student, teacher)
+        if self.frequency_weight > 0:
+            losses['loss_frequency'] = self.frequency_weight * self._mimic(
+                remove_spatial_mean(student_frequency),
+                remove_spatial_mean(teacher))
+        return losses

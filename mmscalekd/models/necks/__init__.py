@@ -1,0 +1,3 @@
+from .cross_attention_projector import CrossAttentionProjector
+
+__all__ = ['CrossAttentionProjector']

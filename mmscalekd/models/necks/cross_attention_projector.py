@@ -1,0 +1,141 @@
+"""Cross attention projector (method section 1)."""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmpretrain.registry import MODELS
+
+__all__ = ['CrossAttentionProjector']
+
+
+def _pair(size) -> Tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+@MODELS.register_module()
+class CrossAttentionProjector(nn.Module):
+    """Project a student feature map onto teacher-shaped tokens.
+
+    Teacher-side queries attend, with global multi-head cross attention, to
+    the student's positions; the result has the teacher's token grid and
+    width whatever the student's resolution and width are.
+
+    Args:
+        student_channels (int): Cs of the student feature.
+        teacher_channels (int): Ct of the teacher tokens.
+        student_size (int | tuple): (Hs, Ws) of the student feature; sets the
+            shape of the positional embedding.
+        query_size (int | tuple): (Hq, Wq), the teacher's token grid.
+        num_heads (int): attention heads h; must divide ``teacher_channels``.
+        self_query (bool): learn the queries (True) or take them from
+            ``forward`` (False). Defaults to True.
+        softmax_scale (float): extra factor on the attention logits, 5.0 in
+            every released config.
+        mlp_ratio (int): hidden width of the output MLP over Ct. Defaults
+            to 4.
+
+    Shapes:
+        student feature (N, Cs, Hs, Ws), queries (N, Hq*Wq, Ct)
+        -> tokens (N, Hq*Wq, Ct).
+    """
+
+    def __init__(self,
+                 student_channels: int,
+                 teacher_channels: int,
+                 student_size,
+                 query_size,
+                 num_heads: int,
+                 self_query: bool = True,
+                 softmax_scale: float = 5.0,
+                 mlp_ratio: int = 4) -> None:
+        super().__init__()
+        if num_heads < 1 or teacher_channels % num_heads != 0:
+            raise ValueError(
+                f'`num_heads={num_heads}` does not divide the teacher width '
+                f'{teacher_channels}; pick a divisor of {teacher_channels}.')
+        self.student_channels = student_channels
+        self.teacher_channels = teacher_channels
+        self.student_size = _pair(student_size)
+        self.query_size = _pair(query_size)
+        self.num_heads = num_heads
+        self.head_dim = teacher_channels // num_heads
+        self.self_query = self_query
+        self.softmax_scale = softmax_scale
+        # The factor applied to Q K^T before the softmax.
+        self.scale = self.head_dim**-0.5 * softmax_scale
+
+        # Student path: ReLU(BN(Conv3x3(S))) + P.
+        self.student_conv = nn.Conv2d(
+            student_channels, student_channels, 3, padding=1, bias=False)
+        self.student_norm = nn.BatchNorm2d(student_channels)
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, student_channels, *self.student_size))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+        num_queries = self.query_size[0] * self.query_size[1]
+        if self_query:
+            self.query_embed = nn.Embedding(num_queries, teacher_channels)
+        self.query_proj = nn.Linear(teacher_channels, teacher_channels)
+
+        self.q = nn.Linear(teacher_channels, teacher_channels)
+        self.k = nn.Linear(student_channels, teacher_channels)
+        self.v = nn.Linear(student_channels, teacher_channels)
+        self.out_proj = nn.Linear(teacher_channels, teacher_channels)
+
+        self.norm = nn.LayerNorm(teacher_channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(teacher_channels, mlp_ratio * teacher_channels),
+            nn.ReLU(inplace=True),
+            nn.Linear(mlp_ratio * teacher_channels, teacher_channels))
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, L, Ct) -> (B, h, L, d)
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads,
+                      self.head_dim).transpose(1, 2)
+
+    def forward(self,
+                student: torch.Tensor,
+                queries: Optional[torch.Tensor] = None) -> torch.Tensor:
+        batch, channels, height, width = student.shape
+        if (channels, height, width) != (self.student_channels,
+                                         *self.student_size):
+            raise ValueError(
+                f'CrossAttentionProjector was built for student features '
+                f'{(self.student_channels, *self.student_size)} (C, H, W) '
+                f'but got {(channels, height, width)}.')
+        s = F.relu(self.student_norm(self.student_conv(student)))
+        s = s + self.pos_embed
+        s = s.flatten(2).transpose(1, 2)  # (N, Hs*Ws, Cs)
+
+        if self.self_query:
+            if queries is not None:
+                raise ValueError('This projector learns its queries '
+                                 '(self_query=True); do not pass queries.')
+            # Shared over the batch: project once, broadcast below.
+            q = self.query_embed.weight.unsqueeze(0)  # (1, Lq, Ct)
+        else:
+            if queries is None:
+                raise ValueError('This projector takes its queries from '
+                                 'outside (self_query=False); pass queries.')
+            expected = (self.query_size[0] * self.query_size[1],
+                        self.teacher_channels)
+            if tuple(queries.shape[1:]) != expected:
+                raise ValueError(
+                    f'Queries must be (N, {expected[0]}, {expected[1]}), got '
+                    f'{tuple(queries.shape)}.')
+            q = queries
+        q = F.relu(self.query_proj(q))
+        q = self._split_heads(self.q(q))  # (1 or N, h, Lq, d)
+        k = self._split_heads(self.k(s))  # (N, h, Ls, d)
+        v = self._split_heads(self.v(s))
+        q = q.expand(batch, -1, -1, -1)
+        o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        o = o.transpose(1, 2).reshape(batch, -1, self.teacher_channels)
+        y = self.norm(self.out_proj(o))
+        return y + self.mlp(y)  # (N, Hq*Wq, Ct)

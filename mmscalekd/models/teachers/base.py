@@ -1,0 +1,108 @@
+"""The interface every teacher family implements for ScaleKD."""
+from typing import NamedTuple, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ['TeacherAdapter', 'TeacherOutputs', 'build_teacher_adapter']
+
+
+class TeacherOutputs(NamedTuple):
+    """What one forward of the teacher gives the distiller.
+
+    Attributes:
+        split_tokens (Tensor): tokens (N, L, C) at the split point, in the
+            form :meth:`TeacherAdapter.forward_rest` takes them.
+        split_size (tuple): the (H, W) token grid at the split point.
+        final_feature (Tensor): the teacher's last feature map (N, C, H, W),
+            i.e. what its neck and head read (``T_last`` in the method).
+        logits (Tensor): class scores (N, K).
+    """
+    split_tokens: torch.Tensor
+    split_size: Tuple[int, int]
+    final_feature: torch.Tensor
+    logits: torch.Tensor
+
+
+class TeacherAdapter:
+    """Reads a frozen mmpretrain classifier at a split point.
+
+    Teacher parameter perception needs two things from a teacher, and they
+    depend on its architecture: the tokens at a split point inside the
+    network, and "run the rest of the network from tokens at the split
+    point". A family implements both here, in one small file, registered in
+    ``mmscalekd.registry.TEACHER_ADAPTERS`` with the backbone classes it
+    serves in ``backbone_types``. Nothing else in the package changes.
+
+    Contract (checked by each adapter's test): for any input,
+    ``forward_rest(*forward(x)[:2])`` equals ``forward(x).final_feature``
+    exactly, and ``forward(x).logits`` equals the classifier's own logits.
+
+    Args:
+        teacher (nn.Module): an mmpretrain ``ImageClassifier``.
+        split_index (int): where to split, in the family's own unit (a stage
+            index for hierarchical backbones, a block index for plain ViTs),
+            0-based like mmpretrain's ``out_indices``.
+    """
+
+    #: backbone classes this adapter serves, for the automatic choice.
+    backbone_types: Tuple[type, ...] = ()
+
+    def __init__(self, teacher: nn.Module, split_index: int) -> None:
+        self.teacher = teacher
+        self.split_index = split_index
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.teacher.backbone
+
+    def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
+        raise NotImplementedError
+
+    def forward_rest(self, tokens: torch.Tensor,
+                     split_size: Tuple[int, int]) -> torch.Tensor:
+        """Tokens (N, L, C) at the split point -> final feature (N, C, H, W).
+        """
+        raise NotImplementedError
+
+    def logits_from_outputs(self, backbone_outputs: tuple) -> torch.Tensor:
+        """Run the classifier's neck and head on backbone outputs."""
+        feats = backbone_outputs
+        if self.teacher.with_neck:
+            feats = self.teacher.neck(feats)
+        return self.teacher.head(feats)
+
+    def __call__(self, inputs: torch.Tensor) -> TeacherOutputs:
+        return self.forward(inputs)
+
+
+def build_teacher_adapter(teacher: nn.Module, split_index: int,
+                          adapter_type: str = None) -> TeacherAdapter:
+    """Pick the adapter for ``teacher.backbone`` (or ``adapter_type``)."""
+    from mmscalekd.registry import TEACHER_ADAPTERS
+    TEACHER_ADAPTERS.import_from_location()
+    if adapter_type is not None:
+        adapter_cls = TEACHER_ADAPTERS.get(adapter_type)
+        if adapter_cls is None:
+            raise KeyError(
+                f'`model.teacher.adapter={adapter_type!r}` is not a '
+                f'registered teacher adapter; choose one of '
+                f'{sorted(TEACHER_ADAPTERS.module_dict)}.')
+        return adapter_cls(teacher, split_index)
+    backbone = getattr(teacher, 'backbone', None)
+    candidates = [
+        cls for cls in TEACHER_ADAPTERS.module_dict.values()
+        if backbone is not None and type(backbone) in cls.backbone_types
+    ]
+    if not candidates:
+        supported = sorted(t.__name__
+                           for cls in TEACHER_ADAPTERS.module_dict.values()
+                           for t in cls.backbone_types)
+        raise TypeError(
+            f'No teacher adapter for the teacher backbone '
+            f'{type(backbone).__name__}. Supported teacher families: '
+            f'{supported}. To add one, implement '
+            'mmscalekd.models.teachers.TeacherAdapter (forward and '
+            'forward_rest) in its own file and register it with '
+            '@TEACHER_ADAPTERS.register_module().')
+    return candidates[0](teacher, split_index)
