@@ -1,0 +1,305 @@
+import logging
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
+
+from mmscalekd.models.losses import DualViewFeatureLoss
+from mmscalekd.utils import CheckpointError
+from tests.conftest import (IMAGE_SIZE, build_distiller, distiller_cfg,
+                            make_batch, tiny_swin_teacher)
+
+SCALEKD_KEYS = {
+    'loss_cls', 'loss_kd', 'loss_perception_spatial',
+    'loss_perception_frequency', 'loss_final_spatial', 'loss_final_frequency'
+}
+
+
+def preprocess(model, batch):
+    return model.data_preprocessor(batch, training=True)
+
+
+def test_loss_terms_and_composition(distiller):
+    distiller.train()
+    data = preprocess(distiller, make_batch())
+    inputs, samples = data['inputs'], data['data_samples']
+    losses = distiller(inputs, samples, mode='loss')
+    assert SCALEKD_KEYS <= set(losses)
+
+    # (1 - alpha) * the student's own loss.
+    student = distiller.student
+    with torch.no_grad():
+        plain = student.head._get_loss(
+            student.head(student.extract_feat(inputs)), samples)['loss']
+    torch.testing.assert_close(losses['loss_cls'], 0.5 * plain)
+
+    # Teacher parameter perception, recomputed by hand from the parts.
+    adapter = distiller.teacher_adapter
+    with torch.no_grad():
+        teacher = adapter(inputs)
+        taps = {}
+        hooks = [
+            dict(student.named_modules())[name].register_forward_hook(
+                lambda m, a, out, name=name: taps.__setitem__(name, out))
+            for name in ('backbone.layer3', 'backbone.layer4')
+        ]
+        student.extract_feat(inputs)
+        for hook in hooks:
+            hook.remove()
+        perceived = {
+            view: adapter.forward_rest(
+                distiller.projectors[f'perception_{view}'](
+                    taps['backbone.layer3']), teacher.split_size)
+            for view in ('spatial', 'frequency')
+        }
+        expected = DualViewFeatureLoss(0.08, 0.06)(perceived['spatial'],
+                                                   teacher.final_feature,
+                                                   perceived['frequency'])
+        # Final stage queried by the perception outputs.
+        final = {
+            view: distiller.projectors[f'final_{view}'](
+                taps['backbone.layer4'],
+                perceived[view].flatten(2).transpose(1, 2))
+            for view in ('spatial', 'frequency')
+        }
+        size = teacher.final_feature.shape[2:]
+        final = {
+            view: t.transpose(1, 2).reshape(t.shape[0], -1, *size)
+            for view, t in final.items()
+        }
+        expected_final = DualViewFeatureLoss(0.08, 0.06)(
+            final['spatial'], teacher.final_feature, final['frequency'])
+    torch.testing.assert_close(losses['loss_perception_spatial'],
+                               expected['loss_spatial'])
+    torch.testing.assert_close(losses['loss_perception_frequency'],
+                               expected['loss_frequency'])
+    torch.testing.assert_close(losses['loss_final_spatial'],
+                               expected_final['loss_spatial'])
+    torch.testing.assert_close(losses['loss_final_frequency'],
+                               expected_final['loss_frequency'])
+
+
+def test_predict_and_tensor_use_the_student_alone(distiller):
+    distiller.eval()
+    data = distiller.data_preprocessor(make_batch(), training=False)
+    logits = distiller(data['inputs'], mode='tensor')
+    torch.testing.assert_close(
+        logits, distiller.student(data['inputs'], mode='tensor'))
+    predictions = distiller(data['inputs'], data['data_samples'],
+                            mode='predict')
+    assert len(predictions) == 4
+    torch.testing.assert_close(
+        torch.stack([p.pred_score for p in predictions]),
+        torch.softmax(logits, dim=1))
+
+
+def test_teacher_stays_frozen_and_in_eval_mode():
+    distiller = build_distiller()
+    distiller.train()
+    assert distiller.student.training
+    assert not any(m.training for m in distiller.teacher.modules())
+    assert not any(p.requires_grad for p in distiller.teacher.parameters())
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    # Drop-path is 0.1 in this teacher: identical outputs prove eval mode.
+    with torch.no_grad():
+        first = distiller.teacher_adapter(inputs).logits
+        second = distiller.teacher_adapter(inputs).logits
+    assert torch.equal(first, second)
+
+
+def test_reference_behaviour_option_trains_the_teacher():
+    distiller = build_distiller(keep_teacher_eval=False)
+    distiller.train()
+    assert distiller.teacher.training
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        first = distiller.teacher_adapter(inputs).logits
+        second = distiller.teacher_adapter(inputs).logits
+    assert not torch.equal(first, second)
+
+
+def test_optimizer_steps_train_student_and_leave_teacher_bit_identical():
+    distiller = build_distiller()
+    teacher_before = {
+        k: v.clone()
+        for k, v in distiller.teacher.state_dict().items()
+    }
+    student_before = distiller.student.backbone.conv1.weight.clone()
+    optim_wrapper = build_optim_wrapper(
+        distiller,
+        dict(
+            optimizer=dict(
+                type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4)))
+    distiller.train()
+    for step in range(3):
+        log_vars = distiller.train_step(make_batch(seed=step), optim_wrapper)
+        assert torch.isfinite(log_vars['loss'])
+    for key, value in distiller.teacher.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), key
+    assert not torch.equal(distiller.student.backbone.conv1.weight,
+                           student_before)
+    assert all(p.grad is None for p in distiller.teacher.parameters())
+
+
+def test_gradient_reaches_projectors_and_student_through_teacher(distiller):
+    distiller.train()
+    data = preprocess(distiller, make_batch())
+    losses = distiller(**data, mode='loss')
+    losses['loss_perception_spatial'].backward()
+    projector = distiller.projectors['perception_spatial']
+    assert projector.student_conv.weight.grad.abs().sum() > 0
+    assert distiller.student.backbone.layer3[0].conv1.weight.grad.abs().sum(
+    ) > 0
+    # The student's last stage does not feed this term.
+    assert distiller.student.backbone.layer4[0].conv1.weight.grad is None
+
+
+def test_checkpoint_leaves_teacher_out_and_reloads(distiller):
+    state = distiller.state_dict()
+    assert state and not any(k.startswith('teacher.') for k in state)
+    assert any(k.startswith('projectors.') for k in state)
+    other = build_distiller()
+    other.load_state_dict(state, strict=True)
+    for key, value in other.state_dict().items():
+        assert torch.equal(value, state[key])
+
+
+def test_shapes_are_inferred_and_explicit_mismatch_names_the_key():
+    distiller = build_distiller(
+        perception_stage=dict(student_channels=32, query_size=4))
+    projector = distiller.projectors['perception_spatial']
+    assert (projector.student_channels, projector.student_size,
+            projector.teacher_channels,
+            projector.query_size) == (32, (4, 4), 64, (4, 4))
+    final = distiller.projectors['final_spatial']
+    assert (final.student_channels, final.student_size,
+            final.teacher_channels, final.query_size) == (64, (2, 2), 128,
+                                                          (2, 2))
+    with pytest.raises(ValueError,
+                       match=r'perception_stage.student_channels=1024'):
+        build_distiller(perception_stage=dict(student_channels=1024))
+    with pytest.raises(ValueError, match=r'final_stage.teacher_channels=96'):
+        build_distiller(final_stage=dict(teacher_channels=96))
+
+
+def test_zero_weight_view_builds_no_projector():
+    distiller = build_distiller(
+        final_stage=dict(self_query=True, frequency_weight=0.0))
+    assert 'final_frequency' not in distiller.projectors
+    data = preprocess(distiller, make_batch())
+    losses = distiller(**data, mode='loss')
+    assert 'loss_final_frequency' not in losses
+    assert 'loss_final_spatial' in losses
+
+
+def test_logit_kd_off_keeps_full_student_loss():
+    distiller = build_distiller(logit_kd=None)
+    data = preprocess(distiller, make_batch())
+    losses = distiller(**data, mode='loss')
+    assert 'loss_kd' not in losses
+    student = distiller.student
+    plain = student.head._get_loss(
+        student.head(student.extract_feat(data['inputs'])),
+        data['data_samples'])['loss']
+    torch.testing.assert_close(losses['loss_cls'], plain)
+
+
+@pytest.mark.parametrize('overrides,match', [
+    (dict(perception_stage=dict(num_heads=3)), 'num_heads=3'),
+    (dict(perception_stage=dict(student_tap='backbone.layer9')),
+     'student_tap'),
+    (dict(perception_stage=dict(teacher_split=3)), 'teacher_split'),
+    (dict(perception_stage=dict(typo_key=1)), 'typo_key'),
+    (dict(teacher=dict(pretrained=True)), 'pretrained'),
+])
+def test_config_errors_name_the_key(overrides, match):
+    with pytest.raises((ValueError, KeyError), match=match):
+        build_distiller(**overrides)
+
+
+def test_class_count_mismatch_with_logit_kd():
+    teacher = tiny_swin_teacher()
+    teacher['head']['num_classes'] = 7
+    with pytest.raises(ValueError, match='same classes'):
+        build_distiller(teacher=dict(config=teacher))
+
+
+class TestTeacherCheckpoint:
+
+    def _teacher_file(self, tmp_path, transform=None):
+        from mmpretrain.registry import MODELS
+        torch.manual_seed(123)
+        teacher = MODELS.build(tiny_swin_teacher())
+        teacher.init_weights()
+        state = teacher.state_dict()
+        if transform:
+            state = transform(state)
+        path = tmp_path / 'teacher.pth'
+        torch.save(dict(state_dict=state, meta=dict(epoch=300)), path)
+        return str(path), teacher
+
+    def test_strict_load_gives_the_file_weights(self, tmp_path):
+        path, reference = self._teacher_file(tmp_path)
+        distiller = build_distiller(teacher=dict(checkpoint=path))
+        distiller.init_weights()  # the runner does this; must not re-init
+        for key, value in reference.state_dict().items():
+            assert torch.equal(distiller.teacher.state_dict()[key], value)
+
+    def test_missing_keys_are_an_error(self, tmp_path):
+        path, _ = self._teacher_file(
+            tmp_path, lambda s: {
+                k: v
+                for k, v in s.items() if not k.startswith('head.')
+            })
+        with pytest.raises(CheckpointError, match='missing keys'):
+            build_distiller(teacher=dict(checkpoint=path))
+
+    def test_unexpected_keys_are_an_error(self, tmp_path):
+        path, _ = self._teacher_file(
+            tmp_path, lambda s: {
+                **s, 'head.extra.weight': torch.zeros(1)
+            })
+        with pytest.raises(CheckpointError, match='unexpected keys'):
+            build_distiller(teacher=dict(checkpoint=path))
+
+    def test_shape_mismatch_is_an_error(self, tmp_path):
+        path, _ = self._teacher_file(
+            tmp_path, lambda s: {
+                **s, 'head.fc.bias': torch.zeros(9)
+            })
+        with pytest.raises(CheckpointError, match='does not fit'):
+            build_distiller(teacher=dict(checkpoint=path))
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(CheckpointError,
+                           match='model.teacher.checkpoint.*does not exist'):
+            build_distiller(
+                teacher=dict(checkpoint=str(tmp_path / 'nope.pth')))
+
+    def test_corrupt_file(self, tmp_path):
+        path = tmp_path / 'broken.pth'
+        path.write_bytes(b'not a checkpoint at all')
+        with pytest.raises(CheckpointError, match='corrupt'):
+            build_distiller(teacher=dict(checkpoint=str(path)))
+
+    def test_no_checkpoint_warns_loudly(self):
+        logger = MMLogger.get_current_instance()
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logger.addHandler(handler)
+        try:
+            build_distiller(teacher=dict(checkpoint=None))
+        finally:
+            logger.removeHandler(handler)
+        assert any('RANDOMLY' in r.getMessage()
+                   and r.levelno == logging.WARNING for r in records)
+
+
+def test_teacher_from_config_file(tmp_path):
+    config = tmp_path / 'teacher.py'
+    config.write_text(f'model = {tiny_swin_teacher()!r}\n')
+    distiller = build_distiller(teacher=dict(config=str(config)))
+    assert type(distiller.teacher.backbone).__name__ == 'SwinTransformer'
+    assert distiller_cfg()['teacher']['checkpoint'] is None

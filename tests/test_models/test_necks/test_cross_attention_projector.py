@@ -1,0 +1,125 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmscalekd.models.necks import CrossAttentionProjector
+
+
+def reference_forward(projector, student, queries=None):
+    """Method section 1 written out with explicit softmax attention."""
+    s = F.relu(projector.student_norm(projector.student_conv(student)))
+    s = (s + projector.pos_embed).flatten(2).transpose(1, 2)
+    if queries is None:
+        queries = projector.query_embed.weight[None].repeat(
+            student.shape[0], 1, 1)
+    q = F.relu(projector.query_proj(queries))
+    q, k, v = projector.q(q), projector.k(s), projector.v(s)
+    h, d = projector.num_heads, projector.head_dim
+    outs = []
+    for head in range(h):
+        part = slice(head * d, (head + 1) * d)
+        logits = q[..., part] @ k[..., part].transpose(1, 2)
+        attention = torch.softmax(logits * d**-0.5 * 5.0, dim=-1)
+        outs.append(attention @ v[..., part])
+    y = projector.norm(projector.out_proj(torch.cat(outs, dim=-1)))
+    hidden = F.relu(projector.mlp[0](y))
+    return y + projector.mlp[2](hidden)
+
+
+@pytest.mark.parametrize(
+    'student_shape,query_size,teacher_channels,num_heads',
+    [
+        ((32, 14, 14), (7, 7), 48, 4),  # 14x14 student onto 7x7 queries
+        ((16, 7, 7), (7, 7), 24, 3),  # same grid, different width
+        ((64, 4, 6), (2, 3), 32, 8),  # non-square
+        ((8, 7, 7), (14, 14), 16, 2),  # student coarser than teacher
+    ])
+def test_shapes(student_shape, query_size, teacher_channels, num_heads):
+    channels, height, width = student_shape
+    projector = CrossAttentionProjector(
+        student_channels=channels,
+        teacher_channels=teacher_channels,
+        student_size=(height, width),
+        query_size=query_size,
+        num_heads=num_heads)
+    out = projector(torch.randn(2, channels, height, width))
+    assert out.shape == (2, query_size[0] * query_size[1], teacher_channels)
+
+
+@pytest.mark.parametrize('self_query', [True, False])
+def test_matches_written_out_equations(self_query):
+    torch.manual_seed(0)
+    projector = CrossAttentionProjector(
+        student_channels=12,
+        teacher_channels=16,
+        student_size=(6, 6),
+        query_size=(3, 3),
+        num_heads=4,
+        self_query=self_query).eval()
+    student = torch.randn(3, 12, 6, 6)
+    queries = None if self_query else torch.randn(3, 9, 16)
+    torch.testing.assert_close(
+        projector(student, queries),
+        reference_forward(projector, student, queries),
+        rtol=1e-5,
+        atol=1e-5)
+
+
+def test_softmax_scale_changes_attention():
+    torch.manual_seed(0)
+    kwargs = dict(
+        student_channels=8,
+        teacher_channels=8,
+        student_size=4,
+        query_size=2,
+        num_heads=2)
+    sharp = CrossAttentionProjector(**kwargs, softmax_scale=5.0).eval()
+    flat = CrossAttentionProjector(**kwargs, softmax_scale=1.0).eval()
+    flat.load_state_dict(sharp.state_dict())
+    x = torch.randn(2, 8, 4, 4)
+    assert not torch.allclose(sharp(x), flat(x))
+
+
+def test_learned_queries_are_shared_over_the_batch():
+    torch.manual_seed(0)
+    projector = CrossAttentionProjector(8, 16, 5, 3, num_heads=2).eval()
+    x = torch.randn(4, 8, 5, 5)
+    batched = projector(x)
+    for i in range(4):
+        torch.testing.assert_close(batched[i:i + 1], projector(x[i:i + 1]))
+    assert projector.query_embed.weight.shape == (9, 16)
+    assert projector.pos_embed.shape == (1, 8, 5, 5)
+
+
+def test_given_queries_are_used():
+    torch.manual_seed(0)
+    projector = CrossAttentionProjector(
+        8, 16, 4, 2, num_heads=2, self_query=False).eval()
+    x = torch.randn(2, 8, 4, 4)
+    assert not torch.allclose(
+        projector(x, torch.randn(2, 4, 16)), projector(x,
+                                                       torch.randn(2, 4, 16)))
+    assert not hasattr(projector, 'query_embed')
+
+
+def test_gradients_reach_student_and_queries():
+    projector = CrossAttentionProjector(8, 16, 4, 2, 2, self_query=False)
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    q = torch.randn(2, 4, 16, requires_grad=True)
+    projector(x, q).sum().backward()
+    assert x.grad.abs().sum() > 0 and q.grad.abs().sum() > 0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match='num_heads=5'):
+        CrossAttentionProjector(8, 16, 4, 2, num_heads=5)
+    projector = CrossAttentionProjector(8, 16, 4, 2, num_heads=2)
+    with pytest.raises(ValueError, match='built for student features'):
+        projector(torch.randn(1, 8, 5, 5))
+    with pytest.raises(ValueError, match='do not pass queries'):
+        projector(torch.randn(1, 8, 4, 4), torch.randn(1, 4, 16))
+    external = CrossAttentionProjector(8, 16, 4, 2, 2, self_query=False)
+    with pytest.raises(ValueError, match='pass queries'):
+        external(torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match=r'\(N, 4, 16\)'):
+        external(torch.randn(1, 8, 4, 4), torch.randn(1, 9, 16))

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from mmpretrain.registry import MODELS
+
+from mmscalekd.models.teachers import (SwinTeacherAdapter,
+                                       build_teacher_adapter)
+from tests.conftest import IMAGE_SIZE, tiny_resnet_student, tiny_swin_teacher
+
+
+def build_teacher(**backbone):
+    torch.manual_seed(0)
+    teacher = MODELS.build(tiny_swin_teacher(**backbone))
+    teacher.init_weights()
+    return teacher.eval()
+
+
+@pytest.mark.parametrize('split_index', [0, 1, 2])
+@pytest.mark.parametrize('backbone', [
+    dict(),
+    dict(out_indices=(1, 2, 3)),
+    dict(use_abs_pos_embed=True),
+])
+@torch.no_grad()
+def test_rest_of_teacher_reproduces_its_output(split_index, backbone):
+    teacher = build_teacher(**backbone)
+    adapter = build_teacher_adapter(teacher, split_index)
+    assert isinstance(adapter, SwinTeacherAdapter)
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    outputs = adapter(inputs)
+
+    # The adapter's walk is the classifier's own forward ...
+    assert torch.equal(outputs.final_feature, teacher.backbone(inputs)[-1])
+    assert torch.equal(outputs.logits, teacher(inputs, mode='tensor'))
+    # ... and the rest of the teacher on its own split-point tokens gives
+    # exactly its final feature.
+    rest = adapter.forward_rest(outputs.split_tokens, outputs.split_size)
+    assert torch.equal(rest, outputs.final_feature)
+
+    side = IMAGE_SIZE // 4 // 2**split_index
+    assert outputs.split_size == (side, side)
+    assert outputs.split_tokens.shape == (2, side * side,
+                                          16 * 2**split_index)
+    assert outputs.final_feature.shape == (2, 128, 2, 2)
+
+
+@torch.no_grad()
+def test_rest_depends_on_the_tokens():
+    teacher = build_teacher()
+    adapter = build_teacher_adapter(teacher, 2)
+    outputs = adapter(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    other = adapter.forward_rest(
+        torch.randn_like(outputs.split_tokens), outputs.split_size)
+    assert not torch.allclose(other, outputs.final_feature)
+
+
+def test_gradient_flows_through_frozen_rest():
+    teacher = build_teacher()
+    teacher.requires_grad_(False)
+    adapter = build_teacher_adapter(teacher, 2)
+    with torch.no_grad():
+        outputs = adapter(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    tokens = outputs.split_tokens.clone().requires_grad_(True)
+    adapter.forward_rest(tokens, outputs.split_size).sum().backward()
+    assert tokens.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize('split_index', [-1, 3, 7])
+def test_split_out_of_range(split_index):
+    with pytest.raises(ValueError, match='teacher_split'):
+        build_teacher_adapter(build_teacher(), split_index)
+
+
+def test_last_stage_must_be_an_output():
+    with pytest.raises(ValueError, match='out_indices'):
+        build_teacher_adapter(build_teacher(out_indices=(2, )), 1)
+
+
+def test_unsupported_family_names_supported_ones_and_interface():
+    teacher = MODELS.build(tiny_resnet_student())
+    with pytest.raises(TypeError) as error:
+        build_teacher_adapter(teacher, 2)
+    message = str(error.value)
+    assert 'ResNet' in message and 'SwinTransformer' in message
+    assert 'TeacherAdapter' in message and 'forward_rest' in message
+
+
+def test_unknown_adapter_name():
+    with pytest.raises(KeyError, match='model.teacher.adapter'):
+        build_teacher_adapter(build_teacher(), 2, 'NoSuchAdapter')
