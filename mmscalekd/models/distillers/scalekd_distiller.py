@@ -30,6 +30,27 @@ _TEACHER_KEYS = {'config', 'checkpoint', 'adapter'}
 _VIEWS = ('spatial', 'frequency')
 
 
+def _student_data_preprocessor(student: dict,
+                               data_preprocessor: Optional[dict]):
+    """The data preprocessor of the distiller, with the student's recipe.
+
+    Inputs are preprocessed once, by the distiller, for both networks. An
+    mmpretrain classifier turns ``train_cfg=dict(augments=[Mixup, CutMix])``
+    into batch augments of its own preprocessor; here the student's recipe
+    must become the distiller's, or its Mixup/CutMix would be dropped.
+    """
+    if data_preprocessor is None:
+        data_preprocessor = student.get('data_preprocessor') or dict()
+    if not isinstance(data_preprocessor, dict):
+        return data_preprocessor  # an nn.Module built by the caller
+    data_preprocessor = copy.deepcopy(dict(data_preprocessor))
+    data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
+    train_cfg = student.get('train_cfg') or {}
+    if 'augments' in train_cfg:
+        data_preprocessor['batch_augments'] = copy.deepcopy(dict(train_cfg))
+    return MODELS.build(data_preprocessor)
+
+
 def _check_keys(cfg: dict, allowed: set, name: str) -> None:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
@@ -105,12 +126,8 @@ class ScaleKDDistiller(BaseModel):
                  keep_teacher_eval: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ClsDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = copy.deepcopy(dict(data_preprocessor))
-            data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
-            data_preprocessor = MODELS.build(data_preprocessor)
+        data_preprocessor = _student_data_preprocessor(student,
+                                                       data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         perception_stage = dict(perception_stage)

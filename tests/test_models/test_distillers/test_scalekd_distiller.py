@@ -303,3 +303,21 @@ def test_teacher_from_config_file(tmp_path):
     distiller = build_distiller(teacher=dict(config=str(config)))
     assert type(distiller.teacher.backbone).__name__ == 'SwinTransformer'
     assert distiller_cfg()['teacher']['checkpoint'] is None
+
+
+def test_student_batch_augments_are_kept():
+    """Mixup/CutMix from the student's recipe run in the distiller."""
+    from tests.conftest import tiny_resnet_student
+    student = tiny_resnet_student()
+    student['train_cfg'] = dict(augments=[dict(type='Mixup', alpha=0.8)])
+    student['head']['loss'] = dict(
+        type='CrossEntropyLoss', use_soft=True)
+    student['head']['topk'] = (1, )
+    student['head']['cal_acc'] = False
+    distiller = build_distiller(student=student)
+    assert distiller.data_preprocessor.batch_augments is not None
+    data = distiller.data_preprocessor(make_batch(), training=True)
+    # Mixed labels are soft scores.
+    assert 'gt_score' in data['data_samples'][0]
+    losses = distiller(**data, mode='loss')
+    assert torch.isfinite(losses['loss_cls'])
