@@ -4,6 +4,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 import mmscalekd  # noqa: F401  (registers the package)
 
@@ -11,61 +12,27 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMOKE_CONFIG = osp.join(REPO_ROOT, 'configs', 'smoke',
                         'scalekd_smoke_synthetic.py')
 
-NUM_CLASSES = 4
-IMAGE_SIZE = 64
+# The tests use the shipped smoke config's tiny networks: a 4-stage Swin on
+# 64 px images (16, 8, 4, 2 tokens a side; 32, 64, 128, 256 channels) and a
+# ResNet-18 with 16 base channels (stage 3: 64 ch @ 4x4, stage 4: 128 @ 2x2).
+_SMOKE = Config.fromfile(SMOKE_CONFIG)
+NUM_CLASSES = _SMOKE.num_classes
+IMAGE_SIZE = _SMOKE.image_size
 
 
-def tiny_swin_teacher(drop_path_rate=0.1, **backbone):
-    """Swin with 4 stages on 64 px: 16, 8, 4, 2 tokens a side."""
-    backbone_cfg = dict(
-        type='SwinTransformer',
-        arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4]),
-        img_size=IMAGE_SIZE,
-        window_size=2,
-        drop_path_rate=drop_path_rate)
-    backbone_cfg.update(backbone)
-    return dict(
-        type='ImageClassifier',
-        backbone=backbone_cfg,
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=128))
+def tiny_swin_teacher(**backbone):
+    cfg = _SMOKE.teacher.to_dict()
+    cfg['backbone'].update(backbone)
+    return cfg
 
 
 def tiny_resnet_student():
-    return dict(
-        type='ImageClassifier',
-        backbone=dict(type='ResNet', depth=18, base_channels=8),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=NUM_CLASSES,
-            in_channels=64,
-            loss=dict(type='CrossEntropyLoss'),
-            topk=(1, )))
+    return _SMOKE.student.to_dict()
 
 
 def distiller_cfg(**overrides):
-    cfg = dict(
-        type='ScaleKDDistiller',
-        student=tiny_resnet_student(),
-        teacher=dict(config=tiny_swin_teacher(), checkpoint=None),
-        perception_stage=dict(
-            student_tap='backbone.layer3',
-            teacher_split=2,
-            num_heads=2,
-            spatial_weight=0.08,
-            frequency_weight=0.06),
-        final_stage=dict(
-            student_tap='backbone.layer4',
-            num_heads=4,
-            self_query=False,
-            spatial_weight=0.08,
-            frequency_weight=0.06),
-        logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
-        input_size=IMAGE_SIZE,
-        data_preprocessor=dict(
-            num_classes=NUM_CLASSES, mean=[127.5] * 3, std=[64.0] * 3))
+    cfg = _SMOKE.model.to_dict()
+    cfg['data_preprocessor'] = _SMOKE.data_preprocessor.to_dict()
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}

@@ -207,7 +207,8 @@ class ScaleKDDistiller(BaseModel):
         self.student.eval()
         dummy = torch.zeros(1, 3, *input_size)
         try:
-            self.student.extract_feat(dummy)
+            student_classes = self.student.head(
+                self.student.extract_feat(dummy)).shape[-1]
         finally:
             self.student.train(was_training)
         shapes = {}
@@ -223,9 +224,6 @@ class ScaleKDDistiller(BaseModel):
         shapes['split'] = (outputs.split_tokens.shape[-1],
                            *outputs.split_size)
         shapes['final'] = tuple(outputs.final_feature.shape[1:])
-        student_classes = self.student.head(
-            self.student.extract_feat(dummy)).shape[-1] \
-            if self.logit_kd else None
         self._taps.clear()
         if self.logit_kd and student_classes != outputs.logits.shape[-1]:
             raise ValueError(
@@ -328,7 +326,9 @@ class ScaleKDDistiller(BaseModel):
             return self.loss(inputs, data_samples)
         # Inference is the student alone, so mmpretrain's evaluators and
         # inferencers see an ordinary classifier.
-        return self.student(inputs, data_samples, mode=mode)
+        results = self.student(inputs, data_samples, mode=mode)
+        self._taps.clear()  # the tap hooks also fire here; drop the maps
+        return results
 
     def _student_forward(self, inputs: torch.Tensor):
         feats = self.student.extract_feat(inputs)

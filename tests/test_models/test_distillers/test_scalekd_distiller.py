@@ -167,14 +167,14 @@ def test_checkpoint_leaves_teacher_out_and_reloads(distiller):
 
 def test_shapes_are_inferred_and_explicit_mismatch_names_the_key():
     distiller = build_distiller(
-        perception_stage=dict(student_channels=32, query_size=4))
+        perception_stage=dict(student_channels=64, query_size=4))
     projector = distiller.projectors['perception_spatial']
     assert (projector.student_channels, projector.student_size,
             projector.teacher_channels,
-            projector.query_size) == (32, (4, 4), 64, (4, 4))
+            projector.query_size) == (64, (4, 4), 128, (4, 4))
     final = distiller.projectors['final_spatial']
     assert (final.student_channels, final.student_size,
-            final.teacher_channels, final.query_size) == (64, (2, 2), 128,
+            final.teacher_channels, final.query_size) == (128, (2, 2), 256,
                                                           (2, 2))
     with pytest.raises(ValueError,
                        match=r'perception_stage.student_channels=1024'):

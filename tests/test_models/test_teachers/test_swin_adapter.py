@@ -40,8 +40,8 @@ def test_rest_of_teacher_reproduces_its_output(split_index, backbone):
     side = IMAGE_SIZE // 4 // 2**split_index
     assert outputs.split_size == (side, side)
     assert outputs.split_tokens.shape == (2, side * side,
-                                          16 * 2**split_index)
-    assert outputs.final_feature.shape == (2, 128, 2, 2)
+                                          32 * 2**split_index)
+    assert outputs.final_feature.shape == (2, 256, 2, 2)
 
 
 @torch.no_grad()
