@@ -361,7 +361,7 @@ class ScaleKDDistiller(BaseModel):
         perceived = {
             view: self.teacher_adapter.forward_rest(
                 self.projectors[f'perception_{view}'](taps['perception']),
-                teacher.split_size)
+                teacher.split_size, teacher.split_extra_tokens)
             for view in self._views('perception')
         }
         losses.update(

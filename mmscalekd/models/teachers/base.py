@@ -1,5 +1,5 @@
 """The interface every teacher family implements for ScaleKD."""
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -11,17 +11,24 @@ class TeacherOutputs(NamedTuple):
     """What one forward of the teacher gives the distiller.
 
     Attributes:
-        split_tokens (Tensor): tokens (N, L, C) at the split point, in the
-            form :meth:`TeacherAdapter.forward_rest` takes them.
+        split_tokens (Tensor): the spatial tokens (N, H*W, C) at the split
+            point, row-major: what a projector's output replaces.
         split_size (tuple): the (H, W) token grid at the split point.
-        final_feature (Tensor): the teacher's last feature map (N, C, H, W),
-            i.e. what its neck and head read (``T_last`` in the method).
+        final_feature (Tensor): the teacher's last feature map (N, C, H, W)
+            (``T_last`` in the method): for hierarchical backbones the last
+            stage's normalised output, for plain ViTs the normalised patch
+            tokens as a map.
         logits (Tensor): class scores (N, K).
+        split_extra_tokens (Tensor, optional): non-spatial tokens (N, E, C)
+            at the split point (class / distillation tokens of plain ViTs).
+            The rest of the teacher needs them too; the distiller passes the
+            teacher's own ones along with the projected spatial tokens.
     """
     split_tokens: torch.Tensor
     split_size: Tuple[int, int]
     final_feature: torch.Tensor
     logits: torch.Tensor
+    split_extra_tokens: Optional[torch.Tensor] = None
 
 
 class TeacherAdapter:
@@ -34,9 +41,10 @@ class TeacherAdapter:
     ``mmscalekd.registry.TEACHER_ADAPTERS`` with the backbone classes it
     serves in ``backbone_types``. Nothing else in the package changes.
 
-    Contract (checked by each adapter's test): for any input,
-    ``forward_rest(*forward(x)[:2])`` equals ``forward(x).final_feature``
-    exactly, and ``forward(x).logits`` equals the classifier's own logits.
+    Contract (checked by each adapter's test): for any input, with
+    ``out = forward(x)``, ``forward_rest(out.split_tokens, out.split_size,
+    out.split_extra_tokens)`` equals ``out.final_feature`` exactly, and
+    ``out.logits`` equals the classifier's own logits.
 
     Args:
         teacher (nn.Module): an mmpretrain ``ImageClassifier``.
@@ -59,10 +67,13 @@ class TeacherAdapter:
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
         raise NotImplementedError
 
-    def forward_rest(self, tokens: torch.Tensor,
-                     split_size: Tuple[int, int]) -> torch.Tensor:
-        """Tokens (N, L, C) at the split point -> final feature (N, C, H, W).
-        """
+    def forward_rest(
+            self,
+            tokens: torch.Tensor,
+            split_size: Tuple[int, int],
+            extra_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Spatial tokens (N, H*W, C) at the split point (plus the extra
+        tokens, if the family has them) -> final feature (N, C', H', W')."""
         raise NotImplementedError
 
     def logits_from_outputs(self, backbone_outputs: tuple) -> torch.Tensor:

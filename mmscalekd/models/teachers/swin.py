@@ -86,8 +86,12 @@ class SwinTeacherAdapter(TeacherAdapter):
         return TeacherOutputs(split_tokens, tuple(split_size), outs[-1],
                               logits)
 
-    def forward_rest(self, tokens: torch.Tensor,
-                     split_size: Tuple[int, int]) -> torch.Tensor:
+    def forward_rest(self,
+                     tokens: torch.Tensor,
+                     split_size: Tuple[int, int],
+                     extra_tokens: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        # Swin has no extra (class) tokens.
         outs, _ = self._stage_outputs(
             tokens, tuple(split_size), first=self.split_index,
             run_first_blocks=False)
