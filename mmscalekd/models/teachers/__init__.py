@@ -1,7 +1,18 @@
 from .base import TeacherAdapter, TeacherOutputs, build_teacher_adapter
+from .convnext import ConvNeXtTeacherAdapter
 from .swin import SwinTeacherAdapter
+from .swin_v2 import SwinV2TeacherAdapter
+from .timm import (TimmSwinTeacherAdapter,
+                   TimmVisionTransformerTeacherAdapter)
+from .vision_transformer import (BEiTTeacherAdapter, DeiT3TeacherAdapter,
+                                 DistilledVisionTransformerTeacherAdapter,
+                                 VisionTransformerTeacherAdapter)
 
 __all__ = [
     'TeacherAdapter', 'TeacherOutputs', 'build_teacher_adapter',
-    'SwinTeacherAdapter'
+    'SwinTeacherAdapter', 'SwinV2TeacherAdapter',
+    'VisionTransformerTeacherAdapter',
+    'DistilledVisionTransformerTeacherAdapter', 'DeiT3TeacherAdapter',
+    'BEiTTeacherAdapter', 'ConvNeXtTeacherAdapter',
+    'TimmVisionTransformerTeacherAdapter', 'TimmSwinTeacherAdapter'
 ]

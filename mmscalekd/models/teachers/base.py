@@ -1,5 +1,5 @@
 """The interface every teacher family implements for ScaleKD."""
-from typing import NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -56,6 +56,23 @@ class TeacherAdapter:
     #: backbone classes this adapter serves, for the automatic choice.
     backbone_types: Tuple[type, ...] = ()
 
+    @classmethod
+    def matches(cls, teacher: nn.Module) -> bool:
+        """Whether this adapter serves ``teacher`` (automatic choice).
+
+        The default reads ``teacher.backbone`` of an mmpretrain
+        ``ImageClassifier``; a family whose classifier holds its network
+        elsewhere (timm models in a ``TimmClassifier``) overrides it. The
+        match is on the exact class: a subclass may change the forward.
+        """
+        backbone = getattr(teacher, 'backbone', None)
+        return backbone is not None and type(backbone) in cls.backbone_types
+
+    @classmethod
+    def family_names(cls) -> List[str]:
+        """Names of the served families, for error messages."""
+        return [t.__name__ for t in cls.backbone_types]
+
     def __init__(self, teacher: nn.Module, split_index: int) -> None:
         self.teacher = teacher
         self.split_index = split_index
@@ -89,7 +106,12 @@ class TeacherAdapter:
 
 def build_teacher_adapter(teacher: nn.Module, split_index: int,
                           adapter_type: str = None) -> TeacherAdapter:
-    """Pick the adapter for ``teacher.backbone`` (or ``adapter_type``)."""
+    """Pick the adapter that matches ``teacher`` (or ``adapter_type``).
+
+    The automatic choice asks each registered adapter's ``matches``: for
+    mmpretrain classifiers the class of ``teacher.backbone``, for a
+    ``TimmClassifier`` the class of its timm model.
+    """
     from mmscalekd.registry import TEACHER_ADAPTERS
     TEACHER_ADAPTERS.import_from_location()
     if adapter_type is not None:
@@ -100,20 +122,29 @@ def build_teacher_adapter(teacher: nn.Module, split_index: int,
                 f'registered teacher adapter; choose one of '
                 f'{sorted(TEACHER_ADAPTERS.module_dict)}.')
         return adapter_cls(teacher, split_index)
-    backbone = getattr(teacher, 'backbone', None)
     candidates = [
         cls for cls in TEACHER_ADAPTERS.module_dict.values()
-        if backbone is not None and type(backbone) in cls.backbone_types
+        if cls.matches(teacher)
     ]
     if not candidates:
-        supported = sorted(t.__name__
+        supported = sorted(name
                            for cls in TEACHER_ADAPTERS.module_dict.values()
-                           for t in cls.backbone_types)
+                           for name in cls.family_names())
         raise TypeError(
-            f'No teacher adapter for the teacher backbone '
-            f'{type(backbone).__name__}. Supported teacher families: '
+            f'No teacher adapter for the teacher {_describe(teacher)}. '
+            f'Supported teacher families: '
             f'{supported}. To add one, implement '
             'mmscalekd.models.teachers.TeacherAdapter (forward and '
             'forward_rest) in its own file and register it with '
             '@TEACHER_ADAPTERS.register_module().')
     return candidates[0](teacher, split_index)
+
+
+def _describe(teacher: nn.Module) -> str:
+    """Name the network inside a classifier, for error messages."""
+    if getattr(teacher, 'backbone', None) is not None:
+        return f'backbone {type(teacher.backbone).__name__}'
+    if getattr(teacher, 'model', None) is not None:  # TimmClassifier
+        return (f'{type(teacher).__name__} model '
+                f'{type(teacher.model).__name__}')
+    return f'model {type(teacher).__name__}'

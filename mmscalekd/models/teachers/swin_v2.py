@@ -1,0 +1,101 @@
+"""Teacher adapter for mmpretrain's SwinTransformerV2."""
+from typing import List, Optional, Tuple
+
+import torch
+
+from mmpretrain.models.backbones import SwinTransformerV2
+from mmpretrain.models.utils import resize_pos_embed
+
+from mmscalekd.registry import TEACHER_ADAPTERS
+from .base import TeacherAdapter, TeacherOutputs
+
+__all__ = ['SwinV2TeacherAdapter']
+
+
+@TEACHER_ADAPTERS.register_module()
+class SwinV2TeacherAdapter(TeacherAdapter):
+    """Split a Swin Transformer V2 after the blocks of stage ``split_index``.
+
+    Unlike Swin V1, a V2 stage starts with its patch merging (stage 0 has
+    none), so the tokens at the split point are the output of stage
+    ``split_index`` and the rest is stages ``split_index + 1 ..`` (each with
+    its own leading patch merging) and the last stage's norm: the same
+    split as :class:`SwinTeacherAdapter` (method section 3).
+
+    Shapes: ``split_tokens`` (N, H*W, C) at the stage's (H, W) grid,
+    ``final_feature`` the normalised last-stage map (N, C', H', W').
+
+    Args:
+        teacher (nn.Module): an ``ImageClassifier`` with a
+            ``SwinTransformerV2`` backbone whose ``out_indices`` include the
+            last stage.
+        split_index (int): 0-based stage index in ``[0, num_stages - 2]``.
+    """
+
+    backbone_types = (SwinTransformerV2, )
+
+    def __init__(self, teacher, split_index: int) -> None:
+        super().__init__(teacher, split_index)
+        backbone = self.backbone
+        last = len(backbone.stages) - 1
+        if not 0 <= split_index < last:
+            raise ValueError(
+                f'Teacher split point `model.perception_stage.teacher_split='
+                f'{split_index}` is out of range for a Swin V2 teacher with '
+                f'{last + 1} stages; it must be a 0-based stage index in '
+                f'[0, {last - 1}] (stage 3 of 4 is 2).')
+        if last not in backbone.out_indices:
+            raise ValueError(
+                f'The Swin V2 teacher must output its last stage: set '
+                f'`backbone.out_indices` to include {last} in the teacher '
+                'config.')
+
+    def _run_stages(self, x: torch.Tensor, hw: Tuple[int, int],
+                    stages: range, outs: List[torch.Tensor]
+                    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Run ``stages`` on tokens (N, H*W, C) exactly as
+        ``SwinTransformerV2.forward`` does, appending the normalised maps
+        of ``out_indices`` stages to ``outs``."""
+        backbone = self.backbone
+        for i in stages:
+            stage = backbone.stages[i]
+            x, hw = stage(x, hw)
+            if i in backbone.out_indices:
+                out = getattr(backbone, f'norm{i}')(x)
+                # (N, H*W, C) -> (N, C, H, W)
+                outs.append(
+                    out.view(-1, *hw, stage.out_channels).permute(
+                        0, 3, 1, 2).contiguous())
+        return x, tuple(hw)
+
+    def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
+        """Images (N, 3, H0, W0) -> :class:`TeacherOutputs`."""
+        backbone = self.backbone
+        x, hw = backbone.patch_embed(inputs)
+        if backbone.use_abs_pos_embed:
+            x = x + resize_pos_embed(backbone.absolute_pos_embed,
+                                     backbone.patch_resolution, hw,
+                                     backbone.interpolate_mode,
+                                     backbone.num_extra_tokens)
+        x = backbone.drop_after_pos(x)
+        outs = []
+        split_tokens, split_size = self._run_stages(
+            x, tuple(hw), range(self.split_index + 1), outs)
+        self._run_stages(split_tokens, split_size, self._rest_stages, outs)
+        logits = self.logits_from_outputs(tuple(outs))
+        return TeacherOutputs(split_tokens, split_size, outs[-1], logits)
+
+    @property
+    def _rest_stages(self) -> range:
+        return range(self.split_index + 1, len(self.backbone.stages))
+
+    def forward_rest(self,
+                     tokens: torch.Tensor,
+                     split_size: Tuple[int, int],
+                     extra_tokens: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        """Tokens (N, H*W, C) at the split point -> final feature
+        (N, C', H', W'). Swin V2 has no extra (class) tokens."""
+        outs = []
+        self._run_stages(tokens, tuple(split_size), self._rest_stages, outs)
+        return outs[-1]

@@ -1,0 +1,134 @@
+import pytest
+import torch
+
+from mmpretrain.registry import MODELS
+
+from mmscalekd.models.teachers import (ConvNeXtTeacherAdapter,
+                                       build_teacher_adapter)
+
+# A tiny 4-stage ConvNeXt on 64 px images: 16, 8, 4, 2 pixels a side and
+# 16, 32, 48, 64 channels.
+IMAGE_SIZE = 64
+CHANNELS = [16, 32, 48, 64]
+NUM_CLASSES = 5
+
+
+def convnext_teacher(**backbone):
+    # mmpretrain's ConvNeXt recipe: with the default
+    # gap_before_final_norm=True the backbone pools itself, so no neck.
+    neck = None
+    if not backbone.get('gap_before_final_norm', True):
+        neck = dict(type='GlobalAveragePooling')
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(
+            type='ConvNeXt',
+            arch=dict(depths=[1, 1, 2, 1], channels=CHANNELS),
+            **backbone),
+        neck=neck,
+        head=dict(
+            type='LinearClsHead',
+            num_classes=NUM_CLASSES,
+            in_channels=CHANNELS[-1]))
+
+
+def build_teacher(**backbone):
+    torch.manual_seed(0)
+    teacher = MODELS.build(convnext_teacher(**backbone))
+    teacher.init_weights()
+    return teacher.eval()
+
+
+@pytest.mark.parametrize('split_index', [0, 1, 2])
+@pytest.mark.parametrize('backbone', [
+    dict(),
+    dict(out_indices=(1, 3)),
+    dict(gap_before_final_norm=False),
+    dict(gap_before_final_norm=False, out_indices=(2, 3)),
+    dict(use_grn=True, linear_pw_conv=False),
+])
+@torch.no_grad()
+def test_rest_of_teacher_reproduces_its_output(split_index, backbone):
+    teacher = build_teacher(**backbone)
+    adapter = build_teacher_adapter(teacher, split_index)
+    assert isinstance(adapter, ConvNeXtTeacherAdapter)
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    outputs = adapter(inputs)
+
+    assert torch.equal(outputs.logits, teacher(inputs, mode='tensor'))
+    rest = adapter.forward_rest(outputs.split_tokens, outputs.split_size,
+                                outputs.split_extra_tokens)
+    assert torch.equal(rest, outputs.final_feature)
+    if not teacher.backbone.gap_before_final_norm:
+        assert torch.equal(outputs.final_feature,
+                           teacher.backbone(inputs)[-1])
+
+    side = IMAGE_SIZE // 4 // 2**split_index
+    assert outputs.split_size == (side, side)
+    assert outputs.split_tokens.shape == (2, side * side,
+                                          CHANNELS[split_index])
+    assert outputs.split_extra_tokens is None
+    assert outputs.final_feature.shape == (2, CHANNELS[-1], 2, 2)
+
+
+@torch.no_grad()
+def test_split_tokens_are_the_stage_output_row_major():
+    """Token h * W + w is pixel (h, w) of the stage's output map, checked
+    against the backbone's own (normalised) output of that stage."""
+    teacher = build_teacher(gap_before_final_norm=False, out_indices=(1, 3))
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    outputs = build_teacher_adapter(teacher, 1)(inputs)
+    stage_map = outputs.split_tokens.view(2, 8, 8, CHANNELS[1]).permute(
+        0, 3, 1, 2).contiguous()
+    assert torch.equal(
+        teacher.backbone.norm1(stage_map),
+        teacher.backbone(inputs)[0])
+
+
+@torch.no_grad()
+def test_final_feature_does_not_depend_on_gap_before_final_norm():
+    """With the backbone pooling before its norm, the final feature is still
+    the per-position normalised map: what the same weights give with
+    ``gap_before_final_norm=False``."""
+    pooled = build_teacher()
+    mapped = build_teacher(gap_before_final_norm=False)
+    mapped.backbone.load_state_dict(pooled.backbone.state_dict())
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert torch.equal(
+        build_teacher_adapter(pooled, 2)(inputs).final_feature,
+        mapped.backbone(inputs)[-1])
+
+
+@torch.no_grad()
+def test_rest_depends_on_the_tokens():
+    adapter = build_teacher_adapter(build_teacher(), 2)
+    outputs = adapter(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    other = adapter.forward_rest(
+        torch.randn_like(outputs.split_tokens), outputs.split_size)
+    assert not torch.allclose(other, outputs.final_feature)
+
+
+def test_gradient_flows_through_frozen_rest():
+    teacher = build_teacher()
+    teacher.requires_grad_(False)
+    adapter = build_teacher_adapter(teacher, 1)
+    with torch.no_grad():
+        outputs = adapter(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    tokens = outputs.split_tokens.clone().requires_grad_(True)
+    rest = adapter.forward_rest(tokens, outputs.split_size)
+    # A random weighting: the plain sum of a LayerNorm output has zero
+    # gradient (each position's normalised channels sum to a constant).
+    (rest * torch.randn_like(rest)).sum().backward()
+    assert tokens.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize('split_index', [-1, 3, 7])
+def test_split_out_of_range(split_index):
+    with pytest.raises(ValueError, match='teacher_split'):
+        build_teacher_adapter(build_teacher(), split_index)
+
+
+def test_last_stage_must_be_an_output():
+    with pytest.raises(ValueError, match='out_indices'):
+        build_teacher_adapter(build_teacher(out_indices=(2, )), 1)

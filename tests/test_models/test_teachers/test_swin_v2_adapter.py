@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from mmpretrain.registry import MODELS
+
+from mmscalekd.models.teachers import (SwinV2TeacherAdapter,
+                                       build_teacher_adapter)
+
+# A tiny 4-stage Swin V2 on 64 px images: 16, 8, 4, 2 tokens a side and
+# 32, 64, 128, 256 channels, windows of 2.
+IMAGE_SIZE = 64
+NUM_CLASSES = 5
+
+
+def build_teacher(extra_norm_every_n_blocks=0, **backbone):
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=dict(
+            type='SwinTransformerV2',
+            arch=dict(
+                embed_dims=32,
+                depths=[1, 1, 2, 1],
+                num_heads=[1, 2, 4, 8],
+                extra_norm_every_n_blocks=extra_norm_every_n_blocks),
+            img_size=IMAGE_SIZE,
+            window_size=[2, 2, 2, 2],
+            **backbone),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=256))
+    torch.manual_seed(0)
+    teacher = MODELS.build(cfg)
+    teacher.init_weights()
+    return teacher.eval()
+
+
+@pytest.mark.parametrize('split_index', [0, 1, 2])
+@pytest.mark.parametrize('backbone', [
+    dict(),
+    dict(out_indices=(1, 2, 3)),
+    dict(use_abs_pos_embed=True),
+    dict(extra_norm_every_n_blocks=1),
+])
+@torch.no_grad()
+def test_rest_of_teacher_reproduces_its_output(split_index, backbone):
+    teacher = build_teacher(**backbone)
+    adapter = build_teacher_adapter(teacher, split_index)
+    assert isinstance(adapter, SwinV2TeacherAdapter)
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    outputs = adapter(inputs)
+
+    # The adapter's walk is the classifier's own forward ...
+    assert torch.equal(outputs.final_feature, teacher.backbone(inputs)[-1])
+    assert torch.equal(outputs.logits, teacher(inputs, mode='tensor'))
+    # ... and the rest of the teacher on its own split-point tokens gives
+    # exactly its final feature.
+    rest = adapter.forward_rest(outputs.split_tokens, outputs.split_size,
+                                outputs.split_extra_tokens)
+    assert torch.equal(rest, outputs.final_feature)
+
+    side = IMAGE_SIZE // 4 // 2**split_index
+    assert outputs.split_size == (side, side)
+    assert outputs.split_tokens.shape == (2, side * side,
+                                          32 * 2**split_index)
+    assert outputs.split_extra_tokens is None
+    assert outputs.final_feature.shape == (2, 256, 2, 2)
+
+
+@torch.no_grad()
+def test_rest_depends_on_the_tokens():
+    adapter = build_teacher_adapter(build_teacher(), 2)
+    outputs = adapter(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    other = adapter.forward_rest(
+        torch.randn_like(outputs.split_tokens), outputs.split_size)
+    assert not torch.allclose(other, outputs.final_feature)
+
+
+def test_gradient_flows_through_frozen_rest():
+    teacher = build_teacher()
+    teacher.requires_grad_(False)
+    adapter = build_teacher_adapter(teacher, 1)
+    with torch.no_grad():
+        outputs = adapter(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    tokens = outputs.split_tokens.clone().requires_grad_(True)
+    rest = adapter.forward_rest(tokens, outputs.split_size)
+    # A random weighting: the plain sum of a LayerNorm output has zero
+    # gradient (each position's normalised channels sum to a constant).
+    (rest * torch.randn_like(rest)).sum().backward()
+    assert tokens.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize('split_index', [-1, 3, 7])
+def test_split_out_of_range(split_index):
+    with pytest.raises(ValueError, match='teacher_split'):
+        build_teacher_adapter(build_teacher(), split_index)
+
+
+def test_last_stage_must_be_an_output():
+    with pytest.raises(ValueError, match='out_indices'):
+        build_teacher_adapter(build_teacher(out_indices=(2, )), 1)
