@@ -99,10 +99,9 @@ class CrossAttentionProjector(nn.Module):
         return x.view(batch, length, self.num_heads,
                       self.head_dim).transpose(1, 2)
 
-    def forward(self,
-                student: torch.Tensor,
-                queries: Optional[torch.Tensor] = None) -> torch.Tensor:
-        batch, channels, height, width = student.shape
+    def _student_tokens(self, student: torch.Tensor) -> torch.Tensor:
+        """Student path: (N, Cs, Hs, Ws) -> tokens (N, Hs*Ws, Cs)."""
+        channels, height, width = student.shape[1:]
         if (channels, height, width) != (self.student_channels,
                                          *self.student_size):
             raise ValueError(
@@ -111,13 +110,16 @@ class CrossAttentionProjector(nn.Module):
                 f'but got {(channels, height, width)}.')
         s = F.relu(self.student_norm(self.student_conv(student)))
         s = s + self.pos_embed
-        s = s.flatten(2).transpose(1, 2)  # (N, Hs*Ws, Cs)
+        return s.flatten(2).transpose(1, 2)  # (N, Hs*Ws, Cs)
 
+    def _query_tokens(self,
+                      queries: Optional[torch.Tensor]) -> torch.Tensor:
+        """Learned or given queries after ReLU(Linear): (1 or N, Lq, Ct)."""
         if self.self_query:
             if queries is not None:
                 raise ValueError('This projector learns its queries '
                                  '(self_query=True); do not pass queries.')
-            # Shared over the batch: project once, broadcast below.
+            # Shared over the batch: project once, broadcast later.
             q = self.query_embed.weight.unsqueeze(0)  # (1, Lq, Ct)
         else:
             if queries is None:
@@ -130,12 +132,44 @@ class CrossAttentionProjector(nn.Module):
                     f'Queries must be (N, {expected[0]}, {expected[1]}), got '
                     f'{tuple(queries.shape)}.')
             q = queries
-        q = F.relu(self.query_proj(q))
-        q = self._split_heads(self.q(q))  # (1 or N, h, Lq, d)
-        k = self._split_heads(self.k(s))  # (N, h, Ls, d)
+        return F.relu(self.query_proj(q))
+
+    def _attention_inputs(
+        self, student: torch.Tensor, queries: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-head Q (N, h, Lq, d), K and V (N, h, Ls, d)."""
+        s = self._student_tokens(student)
+        q = self._split_heads(self.q(self._query_tokens(queries)))
+        k = self._split_heads(self.k(s))
         v = self._split_heads(self.v(s))
-        q = q.expand(batch, -1, -1, -1)
+        return q.expand(student.shape[0], -1, -1, -1), k, v
+
+    def forward(self,
+                student: torch.Tensor,
+                queries: Optional[torch.Tensor] = None) -> torch.Tensor:
+        q, k, v = self._attention_inputs(student, queries)
         o = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        o = o.transpose(1, 2).reshape(batch, -1, self.teacher_channels)
+        o = o.transpose(1, 2).flatten(2)  # (N, Hq*Wq, Ct), heads concatenated
         y = self.norm(self.out_proj(o))
         return y + self.mlp(y)  # (N, Hq*Wq, Ct)
+
+    def attention_weights(
+            self,
+            student: torch.Tensor,
+            queries: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention ``forward`` applies, for inspection.
+
+        ``forward`` uses the fused ``F.scaled_dot_product_attention``, which
+        never materialises the weights; this recomputes them from the same
+        Q and K with the same scale.
+
+        Args:
+            student (Tensor): (N, Cs, Hs, Ws), as for ``forward``.
+            queries (Tensor, optional): (N, Hq*Wq, Ct), as for ``forward``.
+
+        Returns:
+            Tensor: (N, h, Hq*Wq, Hs*Ws); each row (one head, one teacher
+            token) is a softmax over the student positions, row-major.
+        """
+        q, k, _ = self._attention_inputs(student, queries)
+        return torch.softmax(q @ k.transpose(-2, -1) * self.scale, dim=-1)

@@ -123,3 +123,31 @@ def test_errors():
         external(torch.randn(1, 8, 4, 4))
     with pytest.raises(ValueError, match=r'\(N, 4, 16\)'):
         external(torch.randn(1, 8, 4, 4), torch.randn(1, 9, 16))
+
+
+@pytest.mark.parametrize('self_query', [True, False])
+def test_attention_weights_are_what_forward_applies(self_query):
+    torch.manual_seed(0)
+    projector = CrossAttentionProjector(
+        student_channels=12,
+        teacher_channels=16,
+        student_size=(4, 6),
+        query_size=(3, 2),
+        num_heads=4,
+        self_query=self_query).eval()
+    student = torch.randn(3, 12, 4, 6)
+    queries = None if self_query else torch.randn(3, 6, 16)
+    weights = projector.attention_weights(student, queries)
+    assert weights.shape == (3, 4, 3 * 2, 4 * 6)
+    assert (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 6))
+
+    # weights @ V, heads concatenated, then out_proj, norm and MLP.
+    s = F.relu(projector.student_norm(projector.student_conv(student)))
+    s = (s + projector.pos_embed).flatten(2).transpose(1, 2)
+    v = projector.v(s).view(3, 24, 4, 4).transpose(1, 2)  # (N, h, Ls, d)
+    o = (weights @ v).transpose(1, 2).reshape(3, 6, 16)
+    y = projector.norm(projector.out_proj(o))
+    torch.testing.assert_close(
+        y + projector.mlp(y), projector(student, queries), rtol=1e-5,
+        atol=1e-5)

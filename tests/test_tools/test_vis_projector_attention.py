@@ -1,0 +1,122 @@
+"""tools/visualization/vis_projector_attention.py on a smoke checkpoint."""
+import importlib.util
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+from tests.conftest import IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG
+
+TOOL = osp.join(REPO_ROOT, 'tools', 'visualization',
+                'vis_projector_attention.py')
+
+
+def import_tool():
+    spec = importlib.util.spec_from_file_location('vis_projector_attention',
+                                                  TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A real mmengine training checkpoint: one short epoch of the smoke
+    config (its message hub holds the HistoryBuffers a safe load must
+    allow)."""
+    work_dir = str(tmp_path_factory.mktemp('vis_run'))
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', SMOKE_CONFIG, '--work-dir',
+         work_dir, '--no-validate', '--cfg-options', 'train_cfg.max_epochs=1',
+         'train_dataloader.dataset.num_samples=32'],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return osp.join(work_dir, 'epoch_1.pth')
+
+
+@pytest.fixture(scope='module')
+def image_file(tmp_path_factory):
+    height = width = IMAGE_SIZE
+    y, x = np.mgrid[:height, :width]
+    image = np.stack([x * 255 // width, y * 255 // height,
+                      (x + y) * 127 // width], axis=-1).astype(np.uint8)
+    path = str(tmp_path_factory.mktemp('vis_image') / 'image.png')
+    Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return import_tool()
+
+
+def test_writes_attention_png(tool, checkpoint, image_file, tmp_path):
+    out = str(tmp_path / 'attention.png')
+    maps = tool.main([
+        SMOKE_CONFIG, checkpoint, image_file, '--out', out,
+        '--cfg-options', 'model.teacher.checkpoint=None'
+    ])
+    # final_spatial of the smoke config: 2x2 teacher tokens (all four drawn
+    # by default) over the student's 2x2 stage-4 grid.
+    assert maps.shape == (4, 2, 2)
+    assert (maps >= 0).all()
+    torch.testing.assert_close(maps.sum((1, 2)), torch.ones(4))
+
+    with Image.open(out) as image:
+        assert image.format == 'PNG'
+        assert image.width > 0 and image.height > 0
+        pixels = np.asarray(image.convert('RGB'))
+    # not blank: the figure holds the image and coloured heat maps
+    assert pixels.std() > 10
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
+
+
+def test_maps_are_the_projector_attention(tool, checkpoint, image_file):
+    cfg = Config.fromfile(SMOKE_CONFIG)
+    model = tool.build_model(cfg, checkpoint)
+    saved = torch.load(checkpoint, weights_only=False)['state_dict']
+    weight = 'projectors.final_spatial.query_proj.weight'
+    torch.testing.assert_close(model.state_dict()[weight], saved[weight])
+    assert not model.training and not model.teacher.training
+
+    packed = tool.load_image(cfg, image_file)
+    assert packed['inputs'].shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    inputs = model.data_preprocessor(
+        dict(inputs=[packed['inputs']],
+             data_samples=[packed['data_samples']]), False)['inputs']
+
+    assert tool.default_tokens((4, 4)) == [0, 2, 3, 8, 10, 11, 12, 14, 15]
+    perception = tool.attention_maps(model, inputs, 'perception_frequency',
+                                     tool.default_tokens((4, 4)))
+    assert perception.shape == (9, 4, 4)
+    torch.testing.assert_close(perception.sum((1, 2)), torch.ones(9))
+
+    # The final projector is queried by the perception outputs
+    # (self_query=False): the maps follow the image through them.
+    maps = tool.attention_maps(model, inputs, 'final_spatial', [3, 0])
+    again = tool.attention_maps(model, inputs, 'final_spatial', [0, 1, 2, 3])
+    torch.testing.assert_close(maps, again[[3, 0]])
+    other = tool.attention_maps(model, inputs.flip(-1), 'final_spatial',
+                                [3, 0])
+    assert not torch.allclose(maps, other)
+
+    with pytest.raises(KeyError, match='final_spatial'):
+        tool.attention_maps(model, inputs, 'final_spatiall', [0])
+    with pytest.raises(ValueError, match=r'indices 0\.\.3'):
+        tool.attention_maps(model, inputs, 'final_spatial', [4])
+
+
+def test_wrong_image_size_names_the_fix(tool, checkpoint, tmp_path):
+    path = str(tmp_path / 'small.png')
+    Image.fromarray(np.zeros((IMAGE_SIZE // 2, IMAGE_SIZE // 2, 3),
+                             np.uint8)).save(path)
+    with pytest.raises(ValueError, match='model.input_size'):
+        tool.main([SMOKE_CONFIG, checkpoint, path, '--out',
+                   str(tmp_path / 'x.png')])
