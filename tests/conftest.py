@@ -1,6 +1,9 @@
 """Tiny real models (mmpretrain Swin and ResNet) shared by the tests."""
 import copy
+import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -63,3 +66,24 @@ def make_batch(batch_size=4, seed=0):
 @pytest.fixture
 def distiller():
     return build_distiller()
+
+
+def run_command(cmd, check=True, **kwargs):
+    """Run a tool as a user would, on this checkout's source.
+
+    ``python tools/x.py`` puts ``tools/`` first on ``sys.path`` and would
+    otherwise import whichever mmscalekd is installed.
+    """
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([REPO_ROOT,
+                                    os.environ.get('PYTHONPATH', '')]),
+        PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+        PYTHON=sys.executable)
+    result = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        timeout=600, **kwargs)
+    if check:
+        assert result.returncode == 0, (
+            result.stdout[-3000:] + result.stderr[-5000:])
+    return result

@@ -1,9 +1,11 @@
 """mmengine's Runner with safe resume and CPU multi-process support."""
+import os
+import os.path as osp
 from typing import Dict, Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.dist import is_distributed
+from mmengine.dist import is_distributed, master_only
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -29,11 +31,25 @@ class ScaleKDRunner(Runner):
     downloaded file run code), the exact types mmengine stores are
     allow-listed while a checkpoint is loaded.
 
-    2. Multi-process training without GPUs (``--launcher pytorch`` on CPU
+    2. Atomic checkpoints: a checkpoint is written under a temporary name
+    and renamed when complete, so a job killed while saving (pre-emption,
+    a dead node) never leaves a truncated ``epoch_N.pth`` for ``--resume``.
+
+    3. Multi-process training without GPUs (``--launcher pytorch`` on CPU
     machines, e.g. ``tools/dist_train.sh`` for tests): mmengine always selects
     a CUDA device and passes ``device_ids`` to DDP. Without CUDA this runner
     starts the gloo backend and wraps the model for CPU instead.
     """
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
+        if '://' in out_dir:  # remote backends have their own semantics
+            return super().save_checkpoint(out_dir, filename, *args,
+                                           **kwargs)
+        partial = f'{filename}.partial'
+        super().save_checkpoint(out_dir, partial, *args, **kwargs)
+        # rename is atomic on POSIX file systems
+        os.replace(osp.join(out_dir, partial), osp.join(out_dir, filename))
 
     def setup_env(self, env_cfg: Dict) -> None:
         if self.distributed and not is_distributed() \

@@ -4,7 +4,6 @@ import json
 import os
 import os.path as osp
 import pickle
-import subprocess
 import sys
 import zipfile
 from importlib import metadata
@@ -12,23 +11,15 @@ from importlib import metadata
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT, SMOKE_CONFIG
+from tests.conftest import SMOKE_CONFIG, run_command
 
 SCALEKD_LOSSES = ('loss_cls', 'loss_kd', 'loss_perception_spatial',
                   'loss_perception_frequency', 'loss_final_spatial',
                   'loss_final_frequency')
-BIN = osp.dirname(sys.executable)
 
 
-def run(cmd, **kwargs):
-    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ['PATH'],
-               PYTHON=sys.executable)
-    result = subprocess.run(
-        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=600, **kwargs)
-    assert result.returncode == 0, result.stdout[-3000:] + \
-        result.stderr[-5000:]
-    return result
+def run(cmd):
+    return run_command(cmd)
 
 
 def logged_scalars(work_dir):

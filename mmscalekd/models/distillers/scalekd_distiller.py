@@ -1,10 +1,11 @@
 """ScaleKD distiller: wiring of student, frozen teacher, projectors, losses."""
 import copy
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
-from mmengine.logging import print_log
 from torch import nn
 
 from mmpretrain.registry import MODELS
@@ -108,6 +109,7 @@ class ScaleKDDistiller(BaseModel):
             logit distillation (the student loss then keeps weight 1).
         input_size (int | tuple): image size of the training inputs, used to
             read feature shapes off the networks. Defaults to 224.
+        input_channels (int): channels of the input images. Defaults to 3.
         keep_teacher_eval (bool): keep the teacher in eval mode when the
             runner calls ``train()`` (default). False reproduces the
             reference code, whose teacher trains with drop-path on.
@@ -123,6 +125,7 @@ class ScaleKDDistiller(BaseModel):
                  logit_kd: Optional[dict] = dict(
                      type='LogitKDLoss', tau=1.0, alpha=0.5),
                  input_size=224,
+                 input_channels: int = 3,
                  keep_teacher_eval: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -167,6 +170,7 @@ class ScaleKDDistiller(BaseModel):
                                'required (e.g. "backbone.layer3").')
             self._register_tap(name, cfg['student_tap'])
 
+        self.input_channels = input_channels
         shapes = self._read_shapes(input_size)
         self.final_self_query = final_stage.get('self_query', True)
         self.feature_losses = nn.ModuleDict({
@@ -205,7 +209,7 @@ class ScaleKDDistiller(BaseModel):
             input_size = (input_size, input_size)
         was_training = self.student.training
         self.student.eval()
-        dummy = torch.zeros(1, 3, *input_size)
+        dummy = torch.zeros(1, self.input_channels, *input_size)
         try:
             student_classes = self.student.head(
                 self.student.extract_feat(dummy)).shape[-1]
@@ -337,6 +341,13 @@ class ScaleKDDistiller(BaseModel):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: list) -> Dict[str, torch.Tensor]:
+        if inputs.dim() != 4 or inputs.shape[1] != self.input_channels:
+            raise ValueError(
+                f'The images reach the model as {tuple(inputs.shape)} but '
+                f'the networks take {self.input_channels} channels '
+                '(`model.input_channels`): load images as RGB '
+                "(LoadImageFromFile with color_type='color') or build both "
+                'networks for the images you have.')
         with torch.no_grad():
             teacher: TeacherOutputs = self.teacher_adapter(inputs)
         logits, taps = self._student_forward(inputs)
@@ -355,26 +366,73 @@ class ScaleKDDistiller(BaseModel):
             losses['loss_kd'] = self.logit_kd(logits, teacher.logits)
 
         target = teacher.final_feature
-        # Teacher parameter perception: project onto the split-point tokens,
-        # then run the frozen rest of the teacher (gradients flow through it
-        # into the projectors and the student, never into its weights).
-        perceived = {
-            view: self.teacher_adapter.forward_rest(
-                self.projectors[f'perception_{view}'](taps['perception']),
-                teacher.split_size, teacher.split_extra_tokens)
-            for view in self._views('perception')
-        }
+        perceived = self._perceive(taps['perception'], teacher)
         losses.update(
             self._feature_losses('perception', perceived, target))
 
         final = {}
         for view in self._views('final'):
-            queries = None if self.final_self_query else _to_tokens(
-                perceived[view])
+            queries = self._final_queries(perceived, view)
             tokens = self.projectors[f'final_{view}'](taps['final'], queries)
             final[view] = _to_map(tokens, target.shape[2:])
         losses.update(self._feature_losses('final', final, target))
+        _check_finite(losses)
         return losses
+
+    def _perceive(self, feature: torch.Tensor,
+                  teacher: TeacherOutputs) -> Dict[str, torch.Tensor]:
+        """Teacher parameter perception, ``P_sp`` / ``P_fr`` per view.
+
+        Project the student feature onto the split-point tokens, then run the
+        frozen rest of the teacher (gradients flow through it into the
+        projectors and the student, never into its weights).
+        """
+        return {
+            view: self.teacher_adapter.forward_rest(
+                self.projectors[f'perception_{view}'](feature),
+                teacher.split_size, teacher.split_extra_tokens)
+            for view in self._views('perception')
+        }
+
+    def _final_queries(self, perceived: Dict[str, torch.Tensor],
+                       view: str) -> Optional[torch.Tensor]:
+        """Queries of the final projector of ``view`` (None: learned)."""
+        return None if self.final_self_query else _to_tokens(perceived[view])
+
+    @torch.no_grad()
+    def projector_inputs(
+        self, inputs: torch.Tensor
+    ) -> Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """What each projector receives for a batch, for inspection.
+
+        Runs the same path as :meth:`loss` (without gradients and without
+        the losses), e.g. to look at a projector's attention with
+        ``self.projectors[name].attention_weights(*result[name])``.
+
+        Args:
+            inputs (Tensor): a preprocessed batch (N, C, H, W), as
+                ``data_preprocessor`` gives it.
+
+        Returns:
+            dict: projector name (a key of ``self.projectors``, e.g.
+            ``'final_spatial'``) -> ``(student_feature, queries)``: the
+            student feature (N, Cs, Hs, Ws) at the stage's tap and the
+            queries (N, Hq*Wq, Ct) given to the projector, None for learned
+            ones.
+        """
+        teacher = self.teacher_adapter(inputs)
+        _, taps = self._student_forward(inputs)
+        perceived = self._perceive(taps['perception'], teacher)
+        projector_inputs = {
+            f'perception_{view}': (taps['perception'], None)
+            for view in self._views('perception')
+        }
+        projector_inputs.update({
+            f'final_{view}': (taps['final'],
+                              self._final_queries(perceived, view))
+            for view in self._views('final')
+        })
+        return projector_inputs
 
     def _feature_losses(self, name: str, projected: Dict[str, torch.Tensor],
                         target: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -387,6 +445,28 @@ class ScaleKDDistiller(BaseModel):
             key.replace('loss', f'loss_{name}', 1): value
             for key, value in values.items()
         }
+
+
+def _check_finite(losses: Dict[str, torch.Tensor]) -> None:
+    """Stop the run at the first non-finite loss term, naming it.
+
+    Raising here, before the backward pass and the optimizer step, keeps the
+    weights (and so every checkpoint written so far) finite. One stacked
+    check costs a single device synchronisation per iteration.
+    """
+    terms = {k: v for k, v in losses.items() if 'loss' in k}
+    values = torch.stack([v.detach().float().reshape(()) for v in
+                          terms.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    bad = [k for k, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+    iteration = MessageHub.get_current_instance().get_info('iter')
+    raise FloatingPointError(
+        f'Non-finite loss at iteration {iteration}: {bad} '
+        f'({", ".join(f"{k}={terms[k].item()}" for k in bad)}). Training '
+        'stopped before the optimizer step; the last checkpoint is intact. '
+        'Lower the learning rate or use gradient clipping '
+        '(optim_wrapper.clip_grad) and resume from it.')
 
 
 def _drop_teacher_state(module, state_dict, prefix, local_metadata):

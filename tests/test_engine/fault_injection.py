@@ -1,0 +1,93 @@
+"""Train the smoke config with an injected fault (run as a script by tests).
+
+    python fault_injection.py WORK_DIR --kill-at-iter 9
+    python fault_injection.py WORK_DIR --kill-while-saving 2
+    python fault_injection.py WORK_DIR --nan-at-iter 9
+
+The process kills itself with SIGKILL (as a pre-empted or dying node would),
+or a weight turns NaN, at the given point. Everything else is the real
+ScaleKDRunner on the real smoke config.
+"""
+import argparse
+import os
+import signal
+import sys
+
+import torch
+from mmengine.config import Config
+from mmengine.fileio.backends import LocalBackend
+from mmengine.hooks import Hook
+from mmengine.registry import RUNNERS
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, REPO_ROOT)
+SMOKE_CONFIG = os.path.join(REPO_ROOT, 'configs', 'smoke',
+                            'scalekd_smoke_synthetic.py')
+
+
+class KillAtIter(Hook):
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.iteration:
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class NaNAtIter(Hook):
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.iteration:
+            model = runner.model.module if hasattr(runner.model,
+                                                   'module') else runner.model
+            with torch.no_grad():
+                model.student.head.fc.weight.fill_(float('nan'))
+
+
+def kill_while_saving(epoch):
+    """SIGKILL half-way through writing epoch_<epoch>.pth."""
+    put = LocalBackend.put
+
+    def partial_put(self, obj, filepath):
+        if f'epoch_{epoch}.pth' in str(filepath):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+        return put(self, obj, filepath)
+
+    LocalBackend.put = partial_put
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('work_dir')
+    parser.add_argument('--kill-at-iter', type=int)
+    parser.add_argument('--kill-while-saving', type=int)
+    parser.add_argument('--nan-at-iter', type=int)
+    parser.add_argument('--teacher-checkpoint')
+    args = parser.parse_args()
+
+    cfg = Config.fromfile(SMOKE_CONFIG)
+    cfg.work_dir = args.work_dir
+    if args.teacher_checkpoint:
+        cfg.model.teacher.checkpoint = args.teacher_checkpoint
+    runner = RUNNERS.build(cfg)
+    if args.kill_at_iter is not None:
+        runner.register_hook(KillAtIter(args.kill_at_iter))
+    if args.nan_at_iter is not None:
+        runner.register_hook(NaNAtIter(args.nan_at_iter))
+    if args.kill_while_saving is not None:
+        kill_while_saving(args.kill_while_saving)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
