@@ -105,6 +105,8 @@ class ScaleKDDistiller(BaseModel):
             ``softmax_scale`` (default 5.0).
         final_stage (dict): the same keys except ``teacher_split``;
             ``self_query=False`` takes the queries from the perception stage.
+            Leaving out both stages gives plain logit distillation with the
+            same teacher handling (the baseline ScaleKD is compared with).
         logit_kd (dict, optional): ``LogitKDLoss`` config; None disables
             logit distillation (the student loss then keeps weight 1).
         input_size (int | tuple): image size of the training inputs, used to
@@ -120,8 +122,8 @@ class ScaleKDDistiller(BaseModel):
     def __init__(self,
                  student: dict,
                  teacher: dict,
-                 perception_stage: dict,
-                 final_stage: dict,
+                 perception_stage: Optional[dict] = None,
+                 final_stage: Optional[dict] = None,
                  logit_kd: Optional[dict] = dict(
                      type='LogitKDLoss', tau=1.0, alpha=0.5),
                  input_size=224,
@@ -133,8 +135,19 @@ class ScaleKDDistiller(BaseModel):
                                                        data_preprocessor)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        perception_stage = dict(perception_stage)
-        final_stage = dict(final_stage)
+        if (perception_stage is None) != (final_stage is None):
+            raise ValueError(
+                'Give both `model.perception_stage` and `model.final_stage` '
+                '(ScaleKD) or neither (logit distillation only).')
+        if perception_stage is None and not logit_kd:
+            raise ValueError(
+                'Nothing to distil: without `model.perception_stage` and '
+                '`model.final_stage`, set `model.logit_kd`.')
+        # Without feature stages this is plain logit distillation, the
+        # baseline ScaleKD is measured against, with the same teacher code.
+        self.distill_features = perception_stage is not None
+        perception_stage = dict(perception_stage or {})
+        final_stage = dict(final_stage or {})
         teacher = dict(teacher)
         _check_keys(teacher, _TEACHER_KEYS, 'teacher')
         _check_keys(perception_stage, _STAGE_KEYS['perception_stage'],
@@ -148,13 +161,16 @@ class ScaleKDDistiller(BaseModel):
         self.teacher = build_frozen_teacher(teacher['config'],
                                             teacher['checkpoint'])
         self.keep_teacher_eval = keep_teacher_eval
-        if 'teacher_split' not in perception_stage:
-            raise KeyError('`model.perception_stage.teacher_split` is '
-                           'required (e.g. 2 for stage 3 of a Swin teacher).')
-        # A plain object, not a module: it holds no parameters of its own.
-        self.teacher_adapter = build_teacher_adapter(
-            self.teacher, perception_stage['teacher_split'],
-            teacher.get('adapter'))
+        self.teacher_adapter = None
+        if self.distill_features:
+            if 'teacher_split' not in perception_stage:
+                raise KeyError(
+                    '`model.perception_stage.teacher_split` is required '
+                    '(e.g. 2 for stage 3 of a Swin teacher).')
+            # A plain object, not a module: it holds no parameters.
+            self.teacher_adapter = build_teacher_adapter(
+                self.teacher, perception_stage['teacher_split'],
+                teacher.get('adapter'))
         self.logit_kd = MODELS.build(logit_kd) if logit_kd else None
         if not hasattr(self.student, 'head') or not hasattr(
                 self.student.head, '_get_loss'):
@@ -162,8 +178,14 @@ class ScaleKDDistiller(BaseModel):
                             'classifier with a classification head.')
 
         self._taps = {}
-        self.stage_names = ('perception', 'final')
-        stage_cfgs = dict(perception=perception_stage, final=final_stage)
+        self.stage_names = ('perception',
+                            'final') if self.distill_features else ()
+        stage_cfgs = {
+            name: cfg
+            for name, cfg in zip(('perception', 'final'),
+                                 (perception_stage, final_stage))
+            if name in self.stage_names
+        }
         for name, cfg in stage_cfgs.items():
             if 'student_tap' not in cfg:
                 raise KeyError(f'`model.{name}_stage.student_tap` is '
@@ -224,16 +246,20 @@ class ScaleKDDistiller(BaseModel):
                     f'W) feature map; it gives '
                     f'{getattr(feature, "shape", type(feature))}.')
             shapes[f'{stage}_student'] = tuple(feature.shape[1:])
-        outputs = self.teacher_adapter(dummy)
-        shapes['split'] = (outputs.split_tokens.shape[-1],
-                           *outputs.split_size)
-        shapes['final'] = tuple(outputs.final_feature.shape[1:])
+        if self.distill_features:
+            outputs = self.teacher_adapter(dummy)
+            shapes['split'] = (outputs.split_tokens.shape[-1],
+                               *outputs.split_size)
+            shapes['final'] = tuple(outputs.final_feature.shape[1:])
+            teacher_classes = outputs.logits.shape[-1]
+        else:
+            teacher_classes = self.teacher(dummy, mode='tensor').shape[-1]
         self._taps.clear()
-        if self.logit_kd and student_classes != outputs.logits.shape[-1]:
+        if self.logit_kd and student_classes != teacher_classes:
             raise ValueError(
                 f'Logit distillation needs the same classes: the student '
                 f'predicts {student_classes} and the teacher '
-                f'{outputs.logits.shape[-1]}. Match `num_classes` or set '
+                f'{teacher_classes}. Match `num_classes` or set '
                 '`model.logit_kd=None`.')
         return shapes
 
@@ -349,7 +375,11 @@ class ScaleKDDistiller(BaseModel):
                 "(LoadImageFromFile with color_type='color') or build both "
                 'networks for the images you have.')
         with torch.no_grad():
-            teacher: TeacherOutputs = self.teacher_adapter(inputs)
+            if self.distill_features:
+                teacher: TeacherOutputs = self.teacher_adapter(inputs)
+                teacher_logits = teacher.logits
+            else:
+                teacher_logits = self.teacher(inputs, mode='tensor')
         logits, taps = self._student_forward(inputs)
 
         losses = dict()
@@ -363,8 +393,17 @@ class ScaleKDDistiller(BaseModel):
             else:
                 losses[key] = value
         if self.logit_kd:
-            losses['loss_kd'] = self.logit_kd(logits, teacher.logits)
+            losses['loss_kd'] = self.logit_kd(logits, teacher_logits)
+        if self.distill_features:
+            losses.update(self._scalekd_losses(teacher, taps))
+        _check_finite(losses)
+        return losses
 
+    def _scalekd_losses(self, teacher: TeacherOutputs,
+                        taps: Dict[str, torch.Tensor]
+                        ) -> Dict[str, torch.Tensor]:
+        """Both views of the perception and the final stage."""
+        losses = dict()
         target = teacher.final_feature
         perceived = self._perceive(taps['perception'], teacher)
         losses.update(
@@ -376,7 +415,6 @@ class ScaleKDDistiller(BaseModel):
             tokens = self.projectors[f'final_{view}'](taps['final'], queries)
             final[view] = _to_map(tokens, target.shape[2:])
         losses.update(self._feature_losses('final', final, target))
-        _check_finite(losses)
         return losses
 
     def _perceive(self, feature: torch.Tensor,
@@ -420,6 +458,8 @@ class ScaleKDDistiller(BaseModel):
             queries (N, Hq*Wq, Ct) given to the projector, None for learned
             ones.
         """
+        if not self.distill_features:
+            return {}
         teacher = self.teacher_adapter(inputs)
         _, taps = self._student_forward(inputs)
         perceived = self._perceive(taps['perception'], teacher)

@@ -321,3 +321,30 @@ def test_student_batch_augments_are_kept():
     assert 'gt_score' in data['data_samples'][0]
     losses = distiller(**data, mode='loss')
     assert torch.isfinite(losses['loss_cls'])
+
+
+def test_logit_kd_only_baseline():
+    distiller = build_distiller(perception_stage=None, final_stage=None)
+    assert distiller.teacher_adapter is None
+    assert len(distiller.projectors) == 0
+    data = preprocess(distiller, make_batch())
+    losses = distiller(**data, mode='loss')
+    assert {k for k in losses if k.startswith('loss')} == {
+        'loss_cls', 'loss_kd'
+    }
+    with torch.no_grad():
+        teacher_logits = distiller.teacher(data['inputs'], mode='tensor')
+        student_logits = distiller.student(data['inputs'], mode='tensor')
+    expected = distiller.logit_kd(student_logits, teacher_logits)
+    torch.testing.assert_close(losses['loss_kd'], expected)
+    assert not any(k.startswith('teacher.') for k in distiller.state_dict())
+
+
+@pytest.mark.parametrize('overrides,match', [
+    (dict(final_stage=None), 'both'),
+    (dict(perception_stage=None, final_stage=None, logit_kd=None),
+     'Nothing to distil'),
+])
+def test_stages_come_together(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        build_distiller(**overrides)
