@@ -11,6 +11,7 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from mmscalekd.models.teachers import TeacherOutputs, build_teacher_adapter
+from mmscalekd.models.utils import StudentFeatureReader
 from .teacher_builder import build_frozen_teacher
 
 __all__ = ['ScaleKDDistiller']
@@ -18,12 +19,12 @@ __all__ = ['ScaleKDDistiller']
 _STAGE_KEYS = {
     'perception_stage': {
         'student_tap', 'teacher_split', 'num_heads', 'self_query',
-        'spatial_weight', 'frequency_weight', 'softmax_scale',
+        'spatial_weight', 'frequency_weight', 'softmax_scale', 'norm_cfg',
         'student_channels', 'student_size', 'teacher_channels', 'query_size'
     },
     'final_stage': {
         'student_tap', 'num_heads', 'self_query', 'spatial_weight',
-        'frequency_weight', 'softmax_scale', 'student_channels',
+        'frequency_weight', 'softmax_scale', 'norm_cfg', 'student_channels',
         'student_size', 'teacher_channels', 'query_size'
     },
 }
@@ -105,6 +106,8 @@ class ScaleKDDistiller(BaseModel):
             ``softmax_scale`` (default 5.0).
         final_stage (dict): the same keys except ``teacher_split``;
             ``self_query=False`` takes the queries from the perception stage.
+            Either stage may set the projectors' ``norm_cfg`` (BatchNorm by
+            default, as in the method).
             Leaving out both stages gives plain logit distillation with the
             same teacher handling (the baseline ScaleKD is compared with).
         logit_kd (dict, optional): ``LogitKDLoss`` config; None disables
@@ -115,6 +118,10 @@ class ScaleKDDistiller(BaseModel):
         keep_teacher_eval (bool): keep the teacher in eval mode when the
             runner calls ``train()`` (default). False reproduces the
             reference code, whose teacher trains with drop-path on.
+        student_tokens (dict, optional): ``grid`` (H, W) and
+            ``extra_tokens`` of students whose taps give tokens (ViT,
+            MLP-Mixer, Swin); both are read off the student when left out
+            (see :class:`StudentFeatureReader`).
         data_preprocessor (dict, optional): defaults to mmpretrain's
             ``ClsDataPreprocessor``.
     """
@@ -129,6 +136,7 @@ class ScaleKDDistiller(BaseModel):
                  input_size=224,
                  input_channels: int = 3,
                  keep_teacher_eval: bool = True,
+                 student_tokens: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         data_preprocessor = _student_data_preprocessor(student,
@@ -158,6 +166,9 @@ class ScaleKDDistiller(BaseModel):
                 raise KeyError(f'`model.teacher.{key}` is required.')
 
         self.student = MODELS.build(student)
+        # Token taps (ViT, Mixer, Swin students) become maps in one place.
+        self.student_features = StudentFeatureReader.from_student(
+            self.student, student_tokens)
         self.teacher = build_frozen_teacher(teacher['config'],
                                             teacher['checkpoint'])
         self.keep_teacher_eval = keep_teacher_eval
@@ -239,12 +250,8 @@ class ScaleKDDistiller(BaseModel):
             self.student.train(was_training)
         shapes = {}
         for stage in self.stage_names:
-            feature = self._taps.pop(stage)
-            if not (isinstance(feature, torch.Tensor) and feature.dim() == 4):
-                raise ValueError(
-                    f'`model.{stage}_stage.student_tap` must give a (N, C, H, '
-                    f'W) feature map; it gives '
-                    f'{getattr(feature, "shape", type(feature))}.')
+            feature = self.student_features(
+                self._taps.pop(stage), input_size, stage)
             shapes[f'{stage}_student'] = tuple(feature.shape[1:])
         if self.distill_features:
             outputs = self.teacher_adapter(dummy)
@@ -313,7 +320,8 @@ class ScaleKDDistiller(BaseModel):
                         query_size=tuple(query_size),
                         num_heads=cfg['num_heads'],
                         self_query=self_query,
-                        softmax_scale=cfg.get('softmax_scale', 5.0)))
+                        softmax_scale=cfg.get('softmax_scale', 5.0),
+                        norm_cfg=cfg.get('norm_cfg')))
             except ValueError as error:
                 raise ValueError(f'`model.{name}_stage`: {error}') from None
             self.projectors[f'{name}_{view}'] = projector
@@ -362,7 +370,11 @@ class ScaleKDDistiller(BaseModel):
 
     def _student_forward(self, inputs: torch.Tensor):
         feats = self.student.extract_feat(inputs)
-        taps = {stage: self._taps.pop(stage) for stage in self.stage_names}
+        taps = {
+            stage: self.student_features(
+                self._taps.pop(stage), inputs.shape[-2:], stage)
+            for stage in self.stage_names
+        }
         return self.student.head(feats), taps
 
     def loss(self, inputs: torch.Tensor,

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcv.cnn import build_norm_layer
+
 from mmpretrain.registry import MODELS
 
 __all__ = ['CrossAttentionProjector']
@@ -38,6 +40,11 @@ class CrossAttentionProjector(nn.Module):
             every released config.
         mlp_ratio (int): hidden width of the output MLP over Ct. Defaults
             to 4.
+        norm_cfg (dict): the norm of the student path, BatchNorm in the
+            method. ``dict(type='SyncBN')`` follows from the config key
+            ``sync_bn='torch'``; a norm without batch statistics (e.g.
+            ``dict(type='GN', num_groups=1)``) makes multi-process runs equal
+            single-process ones where SyncBN is unavailable (CPU).
 
     Shapes:
         student feature (N, Cs, Hs, Ws), queries (N, Hq*Wq, Ct)
@@ -52,7 +59,8 @@ class CrossAttentionProjector(nn.Module):
                  num_heads: int,
                  self_query: bool = True,
                  softmax_scale: float = 5.0,
-                 mlp_ratio: int = 4) -> None:
+                 mlp_ratio: int = 4,
+                 norm_cfg: Optional[dict] = None) -> None:
         super().__init__()
         if num_heads < 1 or teacher_channels % num_heads != 0:
             raise ValueError(
@@ -72,7 +80,8 @@ class CrossAttentionProjector(nn.Module):
         # Student path: ReLU(BN(Conv3x3(S))) + P.
         self.student_conv = nn.Conv2d(
             student_channels, student_channels, 3, padding=1, bias=False)
-        self.student_norm = nn.BatchNorm2d(student_channels)
+        self.student_norm = build_norm_layer(norm_cfg or dict(type='BN'),
+                                             student_channels)[1]
         self.pos_embed = nn.Parameter(
             torch.zeros(1, student_channels, *self.student_size))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
