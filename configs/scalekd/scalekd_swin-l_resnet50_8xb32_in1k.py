@@ -2,6 +2,8 @@
 # 86.24 top-1) -> ResNet-50 with mmpretrain's standard ResNet-50 recipe
 # (SGD, 100 epochs, total batch 256). Method page, section 5, row
 # "traditional, swin-l -> res50".
+# Paper top-1: not reported on the method page (its section 6 lists the
+# advanced strategy).
 # Teacher checkpoint expected: the OpenMMLab Swin-L 22K->1K 224px weights
 # (`model.teacher.checkpoint` below; download it once and point at the local
 # file on clusters without internet).

@@ -1,0 +1,13 @@
+# Baseline: Swin-S -> ResNet-50 (traditional) with logit distillation only (tau
+# 1.0, alpha 0.5), the same teacher, teacher checkpoint and student recipe as
+# `scalekd_swin-s_resnet50_8xb32_in1k.py`, without the ScaleKD feature stages.
+# Train it beside that config and `student_*` to measure what the feature
+# stages add.
+# Paper top-1: not reported on the method page (the paper compares with other
+# KD methods).
+_base_ = ['./scalekd_swin-s_resnet50_8xb32_in1k.py']
+
+model = dict(
+    perception_stage=None,
+    final_stage=None,
+    logit_kd=dict(_delete_=True, type='LogitKDLoss', tau=1.0, alpha=0.5))

@@ -1,0 +1,41 @@
+# ScaleKD, traditional strategy: Swin-S -> ResNet-50 with mmpretrain's standard
+# ResNet-50 recipe (SGD, 100 epochs, total batch 256). Method page, section 5,
+# row "traditional, swin-s -> res50": no logit KD and no frequency view at
+# the final stage.
+# Teacher: Swin-S (IN-1K, 224 px).
+# Teacher checkpoint expected (`model.teacher.checkpoint`; download it once and
+# point at the local file on clusters without internet):
+#   https://download.openmmlab.com/mmclassification/v0/swin-transformer/swin_small_224_b16x64_300e_imagenet_20210615_110219-7f9d988b.pth
+# Paper top-1 (method page, section 6): not reported on the method page.
+_base_ = ['mmpretrain::resnet/resnet50_8xb32_in1k.py']
+custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
+runner_type = 'ScaleKDRunner'
+
+model = dict(
+    _delete_=True,
+    type='ScaleKDDistiller',
+    student={{_base_.model}},
+    teacher=dict(
+        config='mmpretrain::swin_transformer/swin-small_16xb64_in1k.py',
+        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
+        'swin-transformer/'
+        'swin_small_224_b16x64_300e_imagenet_20210615_110219-7f9d988b.pth'),
+    # -> teacher stage 3 (384 @ 14x14), then the rest of the teacher (teacher
+    # parameter perception) up to stage 4 (768 @ 7x7).
+    perception_stage=dict(
+        student_tap='backbone.layer3',
+        teacher_split=2,
+        num_heads=3,
+        self_query=True,
+        spatial_weight=0.08,
+        frequency_weight=0.06,
+        softmax_scale=5.0),
+    final_stage=dict(
+        student_tap='backbone.layer4',
+        num_heads=6,
+        self_query=True,
+        spatial_weight=0.08,
+        frequency_weight=0.0,
+        softmax_scale=5.0),
+    logit_kd=None,
+    input_size=224)

@@ -1,0 +1,3 @@
+from .timm_student import TimmStudentBackbone
+
+__all__ = ['TimmStudentBackbone']
