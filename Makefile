@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stack-installed
 
-.PHONY: test quickstart install clean
+.PHONY: test quickstart smoke install clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,16 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest tests
 
+# The main job: digits dataset, ViT teacher, three students x seeds, report
+# (work_dirs/quickstart/report.md).
 quickstart: install
+	$(PY) tools/quickstart.py --work-dir work_dirs/quickstart
+
+# The smoke distillation through mim, as a user of the installed package.
+smoke: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" mim train mmscalekd \
 		configs/smoke/scalekd_smoke_synthetic.py \
-		--work-dir work_dirs/quickstart
+		--work-dir work_dirs/smoke
 
 clean:
 	rm -rf build dist *.egg-info mmscalekd/.mim

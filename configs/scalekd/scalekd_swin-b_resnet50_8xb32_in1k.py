@@ -38,3 +38,7 @@ model = dict(
         softmax_scale=5.0),
     logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
     input_size=224)
+
+# Synchronised BatchNorm across GPUs, as in the authors' traditional runs
+# (student and projectors; the frozen teacher is unaffected).
+sync_bn = 'torch'

@@ -66,6 +66,13 @@ class ScaleKDRunner(Runner):
 
     def wrap_model(self, model_wrapper_cfg: Optional[Dict], model):
         if self.distributed and not torch.cuda.is_available():
+            if self.cfg.get('sync_bn', None):
+                # torch's SyncBatchNorm runs on GPUs only.
+                print_log(
+                    f'`sync_bn={self.cfg.sync_bn!r}` needs GPUs; this CPU run '
+                    'keeps per-process BatchNorm statistics.',
+                    logger='current', level=30)
+                self.cfg['sync_bn'] = None
             model_wrapper_cfg = dict(
                 model_wrapper_cfg or dict(
                     broadcast_buffers=False,

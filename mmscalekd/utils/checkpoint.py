@@ -84,12 +84,18 @@ def load_state_dict_file(path: str, key: str) -> Dict[str, torch.Tensor]:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
             checkpoint = load_file(path, device='cpu')
-        elif is_url:
-            checkpoint = torch.hub.load_state_dict_from_url(
-                path, map_location='cpu', weights_only=True)
         else:
-            checkpoint = torch.load(
-                path, map_location='cpu', weights_only=True)
+            # A teacher trained with mmengine (the quick start's, a user's
+            # own) comes as a training checkpoint: allow what mmengine
+            # writes, nothing more.
+            with torch.serialization.safe_globals(
+                    MMENGINE_CHECKPOINT_GLOBALS):
+                if is_url:
+                    checkpoint = torch.hub.load_state_dict_from_url(
+                        path, map_location='cpu', weights_only=True)
+                else:
+                    checkpoint = torch.load(
+                        path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f'Refused to load `{key}={path!r}`: it holds objects that are not '
