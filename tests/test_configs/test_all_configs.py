@@ -86,7 +86,8 @@ def test_config_builds_and_takes_a_training_step(path, tmp_path_factory):
     large = distiller and sum(
         p.numel() for p in model.teacher.parameters()) > 150_000_000
     batch_size = 1 if large else 2
-    size = model_cfg.get('input_size', 224)
+    # the distiller's input_size, else the config's image_size, else 224
+    size = model_cfg.get('input_size', cfg.get('image_size', 224))
     num_classes = student.head.num_classes
     batch = dict(
         inputs=list(
