@@ -77,6 +77,26 @@ class TeacherAdapter:
         self.teacher = teacher
         self.split_index = split_index
 
+    def _check_stage_split(self, family: str) -> None:
+        """Validate a stage-index split of a hierarchical backbone.
+
+        The split must leave at least one stage to run, and the backbone
+        must output its last stage (the teacher's final feature).
+        """
+        backbone = self.backbone
+        last = len(backbone.stages) - 1
+        if not 0 <= self.split_index < last:
+            raise ValueError(
+                f'Teacher split point `model.perception_stage.teacher_split='
+                f'{self.split_index}` is out of range for a {family} teacher '
+                f'with {last + 1} stages; it must be a 0-based stage index in '
+                f'[0, {last - 1}] (stage 3 of 4 is 2).')
+        if last not in backbone.out_indices:
+            raise ValueError(
+                f'The {family} teacher must output its last stage: set '
+                f'`backbone.out_indices` to include {last} in the teacher '
+                'config.')
+
     @property
     def backbone(self) -> nn.Module:
         return self.teacher.backbone

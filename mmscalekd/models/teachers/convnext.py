@@ -42,19 +42,7 @@ class ConvNeXtTeacherAdapter(TeacherAdapter):
 
     def __init__(self, teacher, split_index: int) -> None:
         super().__init__(teacher, split_index)
-        backbone = self.backbone
-        last = len(backbone.stages) - 1
-        if not 0 <= split_index < last:
-            raise ValueError(
-                f'Teacher split point `model.perception_stage.teacher_split='
-                f'{split_index}` is out of range for a ConvNeXt teacher with '
-                f'{last + 1} stages; it must be a 0-based stage index in '
-                f'[0, {last - 1}] (stage 3 of 4 is 2).')
-        if last not in backbone.out_indices:
-            raise ValueError(
-                f'The ConvNeXt teacher must output its last stage: set '
-                f'`backbone.out_indices` to include {last} in the teacher '
-                'config.')
+        self._check_stage_split('ConvNeXt')
 
     def _run_stages(self, x: torch.Tensor, stages: range,
                     outs: Optional[List[torch.Tensor]]) -> torch.Tensor:

@@ -25,19 +25,7 @@ class SwinTeacherAdapter(TeacherAdapter):
 
     def __init__(self, teacher, split_index: int) -> None:
         super().__init__(teacher, split_index)
-        backbone = self.backbone
-        last = len(backbone.stages) - 1
-        if not 0 <= split_index < last:
-            raise ValueError(
-                f'Teacher split point `teacher_split={split_index}` is out of '
-                f'range for a Swin teacher with {last + 1} stages; it must be '
-                f'a 0-based stage index in [0, {last - 1}] (the released '
-                'configs use 2, i.e. stage 3).')
-        if last not in backbone.out_indices:
-            raise ValueError(
-                f'The Swin teacher must output its last stage: set '
-                f'`backbone.out_indices` to include {last} in the teacher '
-                'config.')
+        self._check_stage_split('Swin')
 
     def _stage_outputs(self, x: torch.Tensor, hw: Tuple[int, int],
                        first: int, run_first_blocks: bool
