@@ -21,7 +21,7 @@ import io
 import os.path as osp
 import pickle
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 import torch

@@ -6,7 +6,6 @@ own training checkpoints hold a few more types (its ``HistoryBuffer`` and
 numpy arrays and scalars in the message hub); those are allow-listed by name
 in :data:`MMENGINE_CHECKPOINT_GLOBALS`, never by turning ``weights_only`` off.
 """
-import os
 import os.path as osp
 import pickle
 from typing import Dict

@@ -2,9 +2,7 @@
 format ``tools/test.py --out`` writes."""
 import importlib.util
 import json
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from scipy import stats
 
 from mmscalekd.analysis import compare_paired, paired_verdict
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_command
 from tests.test_analysis.test_statistics import (paired_correctness,
                                                  write_predictions)
 
@@ -20,16 +18,7 @@ TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'compare_students.py')
 
 
 def run_tool(*args):
-    # the working tree's package, not an older installed copy
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join(
-                   [REPO_ROOT, os.environ.get('PYTHONPATH', '')]))
-    return subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          cwd=REPO_ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    return run_command([sys.executable, TOOL, *map(str, args)], check=False)
 
 
 def load_tool():

@@ -1,7 +1,6 @@
 """The command-line paths a user takes: tools/, dist_train.sh, mim, wheel."""
 import glob
 import json
-import os
 import os.path as osp
 import pickle
 import sys

@@ -1,8 +1,6 @@
 """tools/visualization/vis_projector_attention.py on a smoke checkpoint."""
 import importlib.util
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import numpy as np
@@ -11,7 +9,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from tests.conftest import IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG
+from tests.conftest import IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG, run_command
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'visualization',
                 'vis_projector_attention.py')
@@ -31,13 +29,11 @@ def checkpoint(tmp_path_factory):
     config (its message hub holds the HistoryBuffers a safe load must
     allow)."""
     work_dir = str(tmp_path_factory.mktemp('vis_run'))
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', SMOKE_CONFIG, '--work-dir',
-         work_dir, '--no-validate', '--cfg-options', 'train_cfg.max_epochs=1',
-         'train_dataloader.dataset.num_samples=32'],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-5000:]
+    run_command([
+        sys.executable, 'tools/train.py', SMOKE_CONFIG, '--work-dir',
+        work_dir, '--no-validate', '--cfg-options', 'train_cfg.max_epochs=1',
+        'train_dataloader.dataset.num_samples=32'
+    ])
     return osp.join(work_dir, 'epoch_1.pth')
 
 

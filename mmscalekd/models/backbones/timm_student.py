@@ -2,7 +2,6 @@
 from typing import Optional, Tuple
 
 import torch
-from torch import nn
 
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS

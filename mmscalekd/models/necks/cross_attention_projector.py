@@ -1,5 +1,5 @@
 """Cross attention projector (method section 1)."""
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -6,6 +6,8 @@ from mmpretrain.registry import MODELS
 from mmscalekd.models.teachers import (TimmSwinTeacherAdapter,
                                        TimmVisionTransformerTeacherAdapter,
                                        build_teacher_adapter)
+from tests.test_models.test_teachers.contract import (
+    assert_gradient_flows_through_frozen_rest, assert_rest_depends_on_the_tokens)
 
 # Tiny timm models with random weights (``pretrained`` stays False: nothing
 # is downloaded), wrapped in mmpretrain's TimmClassifier.
@@ -147,29 +149,14 @@ def test_swin_rest_reproduces_its_output(split_index, kwargs):
 @pytest.mark.parametrize('cfg', [VITS['vit-class_token'][0], tiny_swin()])
 @torch.no_grad()
 def test_rest_depends_on_the_tokens(cfg):
-    adapter = build_teacher_adapter(build_teacher(cfg), 1)
-    outputs = adapter(torch.randn(1, 3, 64, 64))
-    other = adapter.forward_rest(
-        torch.randn_like(outputs.split_tokens), outputs.split_size,
-        outputs.split_extra_tokens)
-    assert not torch.allclose(other, outputs.final_feature)
+    assert_rest_depends_on_the_tokens(
+        build_teacher_adapter(build_teacher(cfg), 1), 64)
 
 
 @pytest.mark.parametrize('cfg', [VITS['deit-distilled'][0], tiny_swin()])
 def test_gradient_flows_through_frozen_rest(cfg):
-    teacher = build_teacher(cfg)
-    teacher.requires_grad_(False)
-    adapter = build_teacher_adapter(teacher, 1)
-    with torch.no_grad():
-        outputs = adapter(torch.randn(1, 3, 64, 64))
-    tokens = outputs.split_tokens.clone().requires_grad_(True)
-    rest = adapter.forward_rest(tokens, outputs.split_size,
-                                outputs.split_extra_tokens)
-    # A random weighting: the plain sum of a LayerNorm output has zero
-    # gradient (each position's normalised channels sum to a constant).
-    (rest * torch.randn_like(rest)).sum().backward()
-    assert tokens.grad.abs().sum() > 0
-    assert all(p.grad is None for p in teacher.parameters())
+    assert_gradient_flows_through_frozen_rest(
+        build_teacher_adapter(build_teacher(cfg), 1), 64)
 
 
 def test_vit_rest_needs_the_prefix_tokens():
