@@ -166,6 +166,11 @@ class ScaleKDDistiller(BaseModel):
                 raise KeyError(f'`model.teacher.{key}` is required.')
 
         self.student = MODELS.build(student)
+        # Checked before the (slow) teacher build.
+        if not hasattr(self.student, 'head') or not hasattr(
+                self.student.head, '_get_loss'):
+            raise TypeError('`model.student` must be an mmpretrain '
+                            'classifier with a classification head.')
         # Token taps (ViT, Mixer, Swin students) become maps in one place.
         self.student_features = StudentFeatureReader.from_student(
             self.student, student_tokens)
@@ -183,10 +188,6 @@ class ScaleKDDistiller(BaseModel):
                 self.teacher, perception_stage['teacher_split'],
                 teacher.get('adapter'))
         self.logit_kd = MODELS.build(logit_kd) if logit_kd else None
-        if not hasattr(self.student, 'head') or not hasattr(
-                self.student.head, '_get_loss'):
-            raise TypeError('`model.student` must be an mmpretrain '
-                            'classifier with a classification head.')
 
         self._taps = {}
         self.stage_names = ('perception',
