@@ -1,6 +1,8 @@
 """The ScaleKD loss of a fixed batch and fixed weights under the settings
 tools/analysis/benchmark.py offers: repeated fp32, CPU bf16 autocast and
 channels-last memory layout (smoke config's tiny Swin -> ResNet-18)."""
+import copy
+
 import pytest
 import torch
 
@@ -13,6 +15,9 @@ from tests.conftest import build_distiller, make_batch
 BF16_RTOL = 3e-2
 # Channels-last only reorders the convolutions' reductions (measured <= 7e-7).
 CHANNELS_LAST_RTOL = 1e-5
+# The projectors' 3x3 convolution as one matrix product (conv_impl='gemm')
+# instead of the native kernel: another summation order, fp32 rounding only.
+GEMM_CONV_RTOL = 1e-5
 
 
 def loss_terms(model, inputs, samples):
@@ -73,3 +78,62 @@ def test_channels_last_matches_fp32(model_and_batch, fp32_losses):
     for key, value in fp32_losses.items():
         assert channels_last[key].item() == pytest.approx(
             value.item(), rel=CHANNELS_LAST_RTOL), key
+
+
+def test_gemm_convolution_matches_native(model_and_batch, fp32_losses):
+    """The projectors' 3x3 convolution as a matrix product gives the loss of
+    the plain implementation (the fixture's tiny projectors run natively)."""
+    model, inputs, samples = model_and_batch
+    projectors = list(model.projectors.values())
+    assert not any(p.student_conv.use_gemm(torch.empty(
+        1, p.student_channels, *p.student_size)) for p in projectors)
+    for projector in projectors:
+        projector.student_conv.impl = 'gemm'
+    try:
+        gemm = loss_terms(model, inputs, samples)
+    finally:
+        for projector in projectors:
+            projector.student_conv.impl = 'auto'
+    for key, value in fp32_losses.items():
+        assert gemm[key].item() == pytest.approx(
+            value.item(), rel=GEMM_CONV_RTOL), key
+    feature_terms = [k for k in fp32_losses if 'perception' in k
+                     or 'final' in k]
+    assert any(not torch.equal(gemm[k], fp32_losses[k])
+               for k in feature_terms)
+
+
+@pytest.mark.parametrize('optimizer', [
+    dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
+    dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+])
+def test_fused_optimizer_matches_plain(model_and_batch, optimizer):
+    """The configs' ``fused=True``: from the distiller's own gradients,
+    three updates give the weights of the plain optimizer, within fp32
+    rounding (the gradients are the same for both, so only the update
+    kernels are compared)."""
+    from mmengine.optim import build_optim_wrapper
+    model, inputs, samples = model_and_batch
+    model = copy.deepcopy(model)
+    loss, _ = model.parse_losses(model.loss(inputs, samples))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()
+             if p.grad is not None}
+    assert len(grads) > 10
+    weights = {}
+    for fused in (False, True):
+        copy_ = copy.deepcopy(model)
+        wrapper = build_optim_wrapper(
+            copy_, dict(optimizer=dict(optimizer, fused=fused)))
+        assert wrapper.optimizer.defaults['fused'] is fused
+        params = dict(copy_.named_parameters())
+        for _ in range(3):
+            for name, grad in grads.items():
+                params[name].grad = grad.clone()
+            wrapper.step()
+        weights[fused] = {n: params[n].detach() for n in grads}
+    for name, before in grads.items():
+        plain, fused = weights[False][name], weights[True][name]
+        assert not torch.equal(plain, dict(model.named_parameters())[name])
+        torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7,
+                                   msg=name)

@@ -90,6 +90,25 @@ def test_counts_cpu_attention_by_hand(tool):
 
 
 # ------------------------------------------------------------ the tool
+@pytest.mark.parametrize('impl', ['native', 'gemm'])
+def test_projector_split_names_the_convolution_either_way(tool, impl):
+    """Its 3x3 convolution is found by module, also as a matrix product."""
+    from mmscalekd.models.necks import CrossAttentionProjector
+    channels, height, width, batch = 16, 5, 3, 2
+    projector = CrossAttentionProjector(
+        channels, 8, (height, width), (2, 2), 2, conv_impl=impl)
+    x = torch.randn(batch, channels, height, width, requires_grad=True)
+    macs = tool.count_macs(lambda: projector(x).sum().backward(),
+                           by_module=True)
+    split = tool._split_convolution(macs)
+    # forward, gradient of the input, gradient of the weight
+    assert split['convolution'] == 3 * batch * height * width * (
+        channels * channels * 9)
+    assert split['other'] > 0
+    assert sum(split.values()) == sum(
+        tool.count_macs(lambda: projector(x).sum().backward()).values())
+
+
 def test_writes_three_variants(run):
     report, stdout = run
     variants = report['variants']

@@ -1,5 +1,6 @@
 """ScaleKD distiller: wiring of student, frozen teacher, projectors, losses."""
 import copy
+import functools
 import math
 from typing import Dict, List, Optional, Tuple
 
@@ -20,12 +21,13 @@ _STAGE_KEYS = {
     'perception_stage': {
         'student_tap', 'teacher_split', 'num_heads', 'self_query',
         'spatial_weight', 'frequency_weight', 'softmax_scale', 'norm_cfg',
-        'student_channels', 'student_size', 'teacher_channels', 'query_size'
+        'student_channels', 'student_size', 'teacher_channels', 'query_size',
+        'conv_impl'
     },
     'final_stage': {
         'student_tap', 'num_heads', 'self_query', 'spatial_weight',
         'frequency_weight', 'softmax_scale', 'norm_cfg', 'student_channels',
-        'student_size', 'teacher_channels', 'query_size'
+        'student_size', 'teacher_channels', 'query_size', 'conv_impl'
     },
 }
 _TEACHER_KEYS = {'config', 'checkpoint', 'adapter'}
@@ -107,7 +109,8 @@ class ScaleKDDistiller(BaseModel):
         final_stage (dict): the same keys except ``teacher_split``;
             ``self_query=False`` takes the queries from the perception stage.
             Either stage may set the projectors' ``norm_cfg`` (BatchNorm by
-            default, as in the method).
+            default, as in the method) and ``conv_impl`` (see
+            :class:`CrossAttentionProjector`).
             Leaving out both stages gives plain logit distillation with the
             same teacher handling (the baseline ScaleKD is compared with).
         logit_kd (dict, optional): ``LogitKDLoss`` config; None disables
@@ -231,10 +234,13 @@ class ScaleKDDistiller(BaseModel):
                 f'module of the student; modules near the top are '
                 f'{children[:20]}.')
 
-        def record(module, args, output):
-            self._taps[stage] = output
+        # A bound method (not a closure), so that a deep copy of the
+        # distiller (e.g. mmengine's EMA model) records into its own taps.
+        modules[module_name].register_forward_hook(
+            functools.partial(self._record_tap, stage))
 
-        modules[module_name].register_forward_hook(record)
+    def _record_tap(self, stage: str, module, args, output) -> None:
+        self._taps[stage] = output
 
     @torch.no_grad()
     def _read_shapes(self, input_size) -> Dict[str, tuple]:
@@ -322,7 +328,8 @@ class ScaleKDDistiller(BaseModel):
                         num_heads=cfg['num_heads'],
                         self_query=self_query,
                         softmax_scale=cfg.get('softmax_scale', 5.0),
-                        norm_cfg=cfg.get('norm_cfg')))
+                        norm_cfg=cfg.get('norm_cfg'),
+                        conv_impl=cfg.get('conv_impl', 'auto')))
             except ValueError as error:
                 raise ValueError(f'`model.{name}_stage`: {error}') from None
             self.projectors[f'{name}_{view}'] = projector

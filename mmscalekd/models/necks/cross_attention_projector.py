@@ -9,7 +9,68 @@ from mmcv.cnn import build_norm_layer
 
 from mmpretrain.registry import MODELS
 
-__all__ = ['CrossAttentionProjector']
+__all__ = ['CrossAttentionProjector', 'Conv3x3', 'conv3x3_as_matmul']
+
+
+# 'auto' computes the 3x3 convolution as one matrix product on CPU for maps
+# of at most this many positions and at least this many channels.
+_GEMM_MAX_POSITIONS = 64
+_GEMM_MIN_CHANNELS = 1024
+_CONV_IMPLS = ('auto', 'native', 'gemm')
+
+
+def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=1)`` (no bias) as one matrix product.
+
+    The 3x3 neighbourhoods of every position of the batch become columns
+    (im2col), so forward and both backward products are single GEMMs over
+    all N*H*W positions. On CPU this is faster than the native convolution
+    for small maps with many channels (e.g. 2048 ch @ 7x7), whose weight
+    gradient the native kernel computes slowly (docs/benchmarks.md).
+    """
+    batch, channels, height, width = x.shape
+    cols = F.unfold(x, 3, padding=1)  # (N, C*9, H*W), (c, kh, kw) order
+    cols = cols.transpose(0, 1).reshape(channels * 9, -1)  # (C*9, N*H*W)
+    out = weight.flatten(1) @ cols  # (Cout, N*H*W)
+    return out.view(-1, batch, height, width).transpose(0, 1)
+
+
+class Conv3x3(nn.Conv2d):
+    """A 3x3 convolution (stride 1, padding 1, no bias) that can run as a
+    matrix product.
+
+    Its parameters and state dict are those of ``nn.Conv2d``; only how the
+    product is computed changes.
+
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels.
+        impl (str): ``'native'`` (``nn.Conv2d``), ``'gemm'``
+            (:func:`conv3x3_as_matmul`) or ``'auto'``: ``'gemm'`` on CPU for
+            maps of at most 64 positions with at least 1024 input channels,
+            where it measured faster, ``'native'`` otherwise.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 impl: str = 'auto') -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=False)
+        if impl not in _CONV_IMPLS:
+            raise ValueError(f'`conv_impl={impl!r}`: use one of '
+                             f'{_CONV_IMPLS}.')
+        self.impl = impl
+
+    def use_gemm(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` runs as a matrix product."""
+        if self.impl != 'auto':
+            return self.impl == 'gemm'
+        return (x.device.type == 'cpu'
+                and x.shape[-2] * x.shape[-1] <= _GEMM_MAX_POSITIONS
+                and self.in_channels >= _GEMM_MIN_CHANNELS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_gemm(x):
+            return conv3x3_as_matmul(x, self.weight)
+        return super().forward(x)
 
 
 def _pair(size) -> Tuple[int, int]:
@@ -45,6 +106,9 @@ class CrossAttentionProjector(nn.Module):
             ``sync_bn='torch'``; a norm without batch statistics (e.g.
             ``dict(type='GN', num_groups=1)``) makes multi-process runs equal
             single-process ones where SyncBN is unavailable (CPU).
+        conv_impl (str): how the 3x3 convolution of the student path runs,
+            the same function either way: ``'auto'`` (default), ``'native'``
+            or ``'gemm'``; see :class:`Conv3x3`.
 
     Shapes:
         student feature (N, Cs, Hs, Ws), queries (N, Hq*Wq, Ct)
@@ -60,7 +124,8 @@ class CrossAttentionProjector(nn.Module):
                  self_query: bool = True,
                  softmax_scale: float = 5.0,
                  mlp_ratio: int = 4,
-                 norm_cfg: Optional[dict] = None) -> None:
+                 norm_cfg: Optional[dict] = None,
+                 conv_impl: str = 'auto') -> None:
         super().__init__()
         if num_heads < 1 or teacher_channels % num_heads != 0:
             raise ValueError(
@@ -78,8 +143,8 @@ class CrossAttentionProjector(nn.Module):
         self.scale = self.head_dim**-0.5 * softmax_scale
 
         # Student path: ReLU(BN(Conv3x3(S))) + P.
-        self.student_conv = nn.Conv2d(
-            student_channels, student_channels, 3, padding=1, bias=False)
+        self.student_conv = Conv3x3(
+            student_channels, student_channels, impl=conv_impl)
         self.student_norm = build_norm_layer(norm_cfg or dict(type='BN'),
                                              student_channels)[1]
         self.pos_embed = nn.Parameter(

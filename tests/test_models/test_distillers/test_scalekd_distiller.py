@@ -1,3 +1,4 @@
+import copy
 import logging
 
 import pytest
@@ -92,6 +93,23 @@ def test_predict_and_tensor_use_the_student_alone(distiller):
     torch.testing.assert_close(
         torch.stack([p.pred_score for p in predictions]),
         torch.softmax(logits, dim=1))
+
+
+def test_deep_copy_records_its_own_taps():
+    """mmengine's EMA keeps a deep copy: its taps must be its own."""
+    original = build_distiller()
+    original.train()
+    data = preprocess(original, make_batch(seed=1))
+    expected = original.loss(data['inputs'], data['data_samples'])
+    clone = copy.deepcopy(original)
+    losses = clone.loss(data['inputs'], data['data_samples'])
+    assert set(losses) >= SCALEKD_KEYS
+    for key in SCALEKD_KEYS:
+        torch.testing.assert_close(losses[key], expected[key])
+    assert original._taps == {} and clone._taps == {}
+    clone.eval()
+    clone(data['inputs'], mode='tensor')
+    assert original._taps == {}  # the copy's hooks left the original alone
 
 
 def test_teacher_stays_frozen_and_in_eval_mode():

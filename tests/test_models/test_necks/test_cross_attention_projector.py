@@ -3,6 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from mmscalekd.models.necks import CrossAttentionProjector
+from mmscalekd.models.necks.cross_attention_projector import \
+    conv3x3_as_matmul
 
 
 def reference_forward(projector, student, queries=None):
@@ -151,3 +153,60 @@ def test_attention_weights_are_what_forward_applies(self_query):
     torch.testing.assert_close(
         y + projector.mlp(y), projector(student, queries), rtol=1e-5,
         atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(3, 5, 7, 7), (2, 4, 3, 5), (1, 6, 1, 1)])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_conv3x3_as_matmul_equals_conv2d(shape, channels_last):
+    """Output and both gradients, in fp64 (rounding far below the check)."""
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(8, shape[1], 3, 3, dtype=torch.float64)
+    results = []
+    for conv in (lambda a, w: F.conv2d(a, w, padding=1), conv3x3_as_matmul):
+        a = x.clone().requires_grad_()
+        w = weight.clone().requires_grad_()
+        out = conv(a, w)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64)
+         .view_as(out)).sum().backward()
+        results.append((out, a.grad, w.grad))
+    assert results[1][0].shape == (shape[0], 8, *shape[2:])
+    for native, gemm in zip(*results):
+        torch.testing.assert_close(gemm, native, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('self_query', [True, False])
+def test_gemm_convolution_matches_written_out_equations(self_query):
+    torch.manual_seed(0)
+    projector = CrossAttentionProjector(
+        12, 16, (5, 3), (3, 3), 4, self_query=self_query,
+        conv_impl='gemm').eval()
+    student = torch.randn(3, 12, 5, 3)
+    queries = None if self_query else torch.randn(3, 9, 16)
+    torch.testing.assert_close(
+        projector(student, queries),
+        reference_forward(projector, student, queries),
+        rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('channels,size,expected', [
+    (1024, (7, 7), True),  # ResNet-50 stage 4 width class, 7x7: GEMM
+    (2048, (8, 8), True),
+    (2048, (14, 14), False),  # larger maps: the native kernel is faster
+    (512, (7, 7), False),  # few channels: the native kernel is faster
+])
+def test_auto_conv_impl_choice(channels, size, expected):
+    projector = CrossAttentionProjector(channels, 16, size, (1, 1), 2)
+    assert projector.student_conv.use_gemm(torch.empty(1, channels, *size)) is expected
+    assert not projector.student_conv.use_gemm(
+        torch.empty(1, channels, *size, device='meta'))  # not CPU
+    native = CrossAttentionProjector(channels, 16, size, (1, 1), 2,
+                                     conv_impl='native')
+    assert not native.student_conv.use_gemm(torch.empty(1, channels, *size))
+
+
+def test_unknown_conv_impl():
+    with pytest.raises(ValueError, match="conv_impl='cudnn'"):
+        CrossAttentionProjector(8, 16, 4, 2, 2, conv_impl='cudnn')
