@@ -17,3 +17,7 @@ model = dict(
         model_name='mixer_s16_224'),
     neck=None,
     head=dict(in_channels=512))
+
+# The optimizer update as one fused kernel: the same update, measured
+# faster (docs/benchmarks.md).
+optim_wrapper = dict(optimizer=dict(fused=True))

@@ -16,3 +16,7 @@ model = dict(
         model_name='mobilenetv1_100'),
     neck=None,
     head=dict(in_channels=1024))
+
+# The optimizer update as one fused kernel: the same update, measured
+# faster (docs/benchmarks.md).
+optim_wrapper = dict(optimizer=dict(fused=True))

@@ -8,3 +8,7 @@ custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
 
 model = dict(backbone=dict(patch_size=14))
+
+# The optimizer update as one fused kernel: the same update, measured
+# faster (docs/benchmarks.md).
+optim_wrapper = dict(optimizer=dict(fused=True))

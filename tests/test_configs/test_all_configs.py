@@ -78,7 +78,14 @@ def test_config_builds_and_takes_a_training_step(path, tmp_path_factory):
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
+    # torch's SGD and AdamW run as one fused kernel in every config (the
+    # same update, faster; docs/benchmarks.md). Lamb has no fused version.
+    optimizer = cfg.optim_wrapper.optimizer
+    if optimizer.type in ('SGD', 'AdamW'):
+        assert optimizer.get('fused') is True, optimizer
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    if optimizer.type in ('SGD', 'AdamW'):
+        assert optim_wrapper.optimizer.defaults['fused'] is True
     student = model.student if distiller else model
 
     # Batch 1 for the largest teachers (Swin-L, BEiT-L) keeps the suite
