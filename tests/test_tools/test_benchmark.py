@@ -188,3 +188,20 @@ def test_fp16_on_cpu_is_refused(tool, capsys):
     with pytest.raises(SystemExit):
         tool.parse_args([SMOKE_CONFIG, '--precision', 'fp16'])
     assert 'bf16' in capsys.readouterr().err
+
+
+def test_cfg_options_reach_the_child_processes(tool):
+    args = tool.parse_args([
+        SMOKE_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.fused=True',
+        'model.final_stage.conv_impl=native', 'model.input_size=40,48'
+    ])
+    command = tool._child_command(args, 'scalekd', 'out.json')
+    child = tool.parse_args(command[2:])
+    assert child.cfg_options == args.cfg_options == {
+        'optim_wrapper.optimizer.fused': True,
+        'model.final_stage.conv_impl': 'native',
+        'model.input_size': [40, 48],
+    }
+    cfg = tool._load_config(SMOKE_CONFIG, child.cfg_options)
+    assert cfg.optim_wrapper.optimizer.fused is True
+    assert cfg.model.final_stage.conv_impl == 'native'

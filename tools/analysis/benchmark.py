@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from torch.utils.flop_counter import (FlopCounterMode, sdpa_backward_flop_count,
@@ -116,8 +116,10 @@ def _split_convolution(macs_by_module: Dict[str, int]) -> Dict[str, int]:
 
 
 # ----------------------------------------------------------------- building
-def _load_config(path: str) -> Config:
+def _load_config(path: str, options: Optional[dict] = None) -> Config:
     cfg = Config.fromfile(path)
+    if options:
+        cfg.merge_from_dict(options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
 
@@ -237,7 +239,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     """Build, warm up, time and count one variant in this process."""
     rss_at_start = _peak_rss_bytes()
     device, variant = args.device, args.variant
-    cfg = _load_config(args.config)
+    cfg = _load_config(args.config, args.cfg_options)
     model, notes = build_variant(cfg, variant)
     model.to(device)
     if args.channels_last:
@@ -370,7 +372,19 @@ def _child_command(args: argparse.Namespace, variant: str,
         cmd.append('--channels-last')
     if args.compile:
         cmd.append('--compile')
+    if args.cfg_options:
+        cmd += ['--cfg-options'] + [
+            f'{key}={_option_value(value)}'
+            for key, value in args.cfg_options.items()
+        ]
     return cmd
+
+
+def _option_value(value) -> str:
+    """A --cfg-options value as DictAction parses it back."""
+    if isinstance(value, (list, tuple)):
+        return ','.join(_option_value(v) for v in value)
+    return str(value)
 
 
 def run_all(args: argparse.Namespace) -> dict:
@@ -394,6 +408,7 @@ def run_all(args: argparse.Namespace) -> dict:
         date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
         machine=_machine(args.device),
         load_average=dict(before=load_before, after=os.getloadavg()),
+        cfg_options=args.cfg_options or {},
         settings=dict(batch_size=args.batch_size, precision=args.precision,
                       channels_last=args.channels_last, compile=args.compile,
                       device=args.device, warmup=args.warmup,
@@ -483,7 +498,10 @@ def render(report: dict) -> str:
         ])
     r = report['ratios']
     lines = [
-        f'config: {report["config"]}',
+        f'config: {report["config"]}' + (
+            ' with ' + ' '.join(f'{k}={v}'
+                                for k, v in report['cfg_options'].items())
+            if report.get('cfg_options') else ''),
         f'batch {batch}, {s["precision"]}, device {s["device"]}, '
         f'channels_last={s["channels_last"]}, compile={s["compile"]}, '
         f'warm-up {s["warmup"]}, {s["iters"]} timed steps',
@@ -540,6 +558,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='timed steps (default: 10)')
     parser.add_argument('--json', metavar='OUT',
                         help='also write every number to this file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, as in tools/train.py, '
+                        'e.g. optim_wrapper.optimizer.fused=False '
+                        'model.final_stage.conv_impl=native')
     parser.add_argument('--variant', choices=VARIANTS,
                         help='run only this variant, in this process, and '
                         'write its raw result to --json (what the tool runs '
