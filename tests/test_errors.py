@@ -140,6 +140,8 @@ CASES = {
             ValueError, r'perception_stage\.self_query'),
     'E23': (lambda t: _nan_step(), FloatingPointError,
             r'Non-finite loss at iteration .*loss_cls'),
+    'E24': (lambda t: build_distiller(final_stage=dict(conv_impl='cudnn')),
+            ValueError, r"model\.final_stage.*conv_impl='cudnn'.*'native'"),
 }
 
 

@@ -52,3 +52,4 @@ def test_runs_as_a_script():
         '1', '--variant', 'student'
     ])
     assert 'B - A, paired' in result.stdout
+

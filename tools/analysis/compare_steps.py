@@ -1,6 +1,7 @@
 # Interleaved A/B timing of one training step under two config variants.
 import argparse
 import importlib.util
+import logging
 import os.path as osp
 import statistics
 import time
@@ -8,6 +9,7 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.config import DictAction
+from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 
 # benchmark.py beside this file (tools/ is not a package once installed).
@@ -117,6 +119,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    # init_weights logs one INFO record per parameter; keep warnings only.
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
     torch.manual_seed(0)
     result = compare(args)
     print(render(args, result))

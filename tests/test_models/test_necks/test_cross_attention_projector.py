@@ -2,9 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmscalekd.models.necks import CrossAttentionProjector
-from mmscalekd.models.necks.cross_attention_projector import \
-    conv3x3_as_matmul
+from mmscalekd.models.necks import CrossAttentionProjector, conv3x3_as_matmul
 
 
 def reference_forward(projector, student, queries=None):

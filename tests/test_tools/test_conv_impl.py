@@ -1,0 +1,25 @@
+"""tools/analysis/conv_impl.py. Timings are checked for consistency, never
+for speed."""
+import importlib.util
+import os.path as osp
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def test_conv_impl_tool_rows():
+    """tools/analysis/conv_impl.py: one row per shape, 'auto' as the
+    projector decides, the MAC count of forward + both gradients."""
+    spec = importlib.util.spec_from_file_location(
+        'conv_impl', osp.join(REPO_ROOT, 'tools', 'analysis', 'conv_impl.py'))
+    conv_impl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv_impl)
+    rows = conv_impl.main(['8x3', '1024x2', '--rounds', '1',
+                           '--batch-size', '2'])
+    assert [(r['channels'], r['size'], r['auto_picks']) for r in rows] == [
+        (8, 3, 'native'), (1024, 2, 'gemm')]
+    assert rows[0]['macs'] == 3 * 2 * 3 * 3 * 8 * 8 * 9
+    assert all(t > 0 for r in rows for t in r['median_s'].values())
+    with pytest.raises(SystemExit, match='CHANNELSxSIZE'):
+        conv_impl.main(['2048'])
