@@ -78,13 +78,17 @@ def test_config_builds_and_takes_a_training_step(path, tmp_path_factory):
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
-    # torch's SGD and AdamW run as one fused kernel in every config (the
-    # same update, faster; docs/benchmarks.md). Lamb has no fused version.
+    # torch's SGD and AdamW run as one fused kernel in every ImageNet
+    # config (the same update, faster; docs/benchmarks.md). Lamb has no
+    # fused version; the quick start and smoke configs keep the plain
+    # update their recorded results were measured with.
     optimizer = cfg.optim_wrapper.optimizer
-    if optimizer.type in ('SGD', 'AdamW'):
+    fused = optimizer.type in ('SGD', 'AdamW') and path.startswith(
+        osp.join(REPO_ROOT, 'configs', 'scalekd'))
+    if fused:
         assert optimizer.get('fused') is True, optimizer
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    if optimizer.type in ('SGD', 'AdamW'):
+    if fused:
         assert optim_wrapper.optimizer.defaults['fused'] is True
     student = model.student if distiller else model
 

@@ -103,6 +103,24 @@ def test_gemm_convolution_matches_native(model_and_batch, fp32_losses):
                for k in feature_terms)
 
 
+def test_gemm_convolution_under_bf16_autocast(model_and_batch, fp32_losses):
+    """Under CPU autocast the matrix-product convolution stays within the
+    bf16 tolerance of the plain fp32 loss, as the native one does."""
+    model, inputs, samples = model_and_batch
+    projectors = list(model.projectors.values())
+    for projector in projectors:
+        projector.student_conv.impl = 'gemm'
+    try:
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            bf16 = loss_terms(model, inputs, samples)
+    finally:
+        for projector in projectors:
+            projector.student_conv.impl = 'auto'
+    for key, value in fp32_losses.items():
+        assert bf16[key].float().item() == pytest.approx(
+            value.item(), rel=BF16_RTOL), key
+
+
 @pytest.mark.parametrize('optimizer', [
     dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
     dict(type='AdamW', lr=1e-3, weight_decay=0.05),
