@@ -235,6 +235,22 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == 'darwin' else peak * 1024
 
 
+def make_train_step(model, optim_wrapper, inputs: torch.Tensor,
+                    samples: list,
+                    autocast: Callable = contextlib.nullcontext
+                    ) -> Callable[[], None]:
+    """One training step: ``BaseModel.train_step`` without the data
+    preprocessor (the batch is already preprocessed)."""
+
+    def train_step():
+        with optim_wrapper.optim_context(model), autocast():
+            losses = model.loss(inputs, samples)
+        loss, _ = model.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+
+    return train_step
+
+
 def run_variant(args: argparse.Namespace) -> dict:
     """Build, warm up, time and count one variant in this process."""
     rss_at_start = _peak_rss_bytes()
@@ -259,12 +275,8 @@ def run_variant(args: argparse.Namespace) -> dict:
             return torch.autocast(device.split(':')[0], dtype=dtype)
         return contextlib.nullcontext()
 
-    def train_step():
-        # BaseModel.train_step without the data preprocessor.
-        with optim_wrapper.optim_context(model), autocast():
-            losses = model.loss(inputs, samples)
-        loss, _ = model.parse_losses(losses)
-        optim_wrapper.update_params(loss)
+    train_step = make_train_step(model, optim_wrapper, inputs, samples,
+                                 autocast)
 
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()

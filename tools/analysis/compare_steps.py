@@ -50,11 +50,11 @@ def build(config: str, options: Optional[dict], variant: str,
     inputs, samples = benchmark._synthetic_batch(cfg, model, batch_size,
                                                  device, False)
 
+    train_step = benchmark.make_train_step(model, optim_wrapper, inputs,
+                                           samples)
+
     def step():
-        with optim_wrapper.optim_context(model):
-            losses = model.loss(inputs, samples)
-        loss, _ = model.parse_losses(losses)
-        optim_wrapper.update_params(loss)
+        train_step()
         benchmark._sync(device)
 
     return step, model
