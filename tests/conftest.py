@@ -1,5 +1,6 @@
 """Tiny real models (mmpretrain Swin and ResNet) shared by the tests."""
 import copy
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -66,6 +67,15 @@ def make_batch(batch_size=4, seed=0):
 @pytest.fixture
 def distiller():
     return build_distiller()
+
+
+def load_tool(path: str):
+    """Import a script under ``tools/`` (not a package) as a module."""
+    name = osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f'tools_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_command(cmd, check=True, **kwargs):

@@ -1,7 +1,6 @@
 """tools/analysis/benchmark.py on the smoke config, and its multiply-add
 counter against hand counts. Timings are checked for consistency, never for
 speed."""
-import importlib.util
 import json
 import os.path as osp
 import sys
@@ -11,22 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.conftest import REPO_ROOT, SMOKE_CONFIG, run_command
+from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'benchmark.py')
 BATCH_SIZE = 2
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool()
+    return load_tool(TOOL)
 
 
 @pytest.fixture(scope='module')

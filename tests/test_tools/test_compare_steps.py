@@ -1,22 +1,18 @@
 """tools/analysis/compare_steps.py: both sides built as asked, times
 paired. Timings are checked for consistency, never for speed."""
-import importlib.util
 import os.path as osp
 import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SMOKE_CONFIG, run_command
+from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'compare_steps.py')
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('compare_steps', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 def test_sides_get_their_overrides(tool):

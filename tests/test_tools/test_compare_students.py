@@ -1,6 +1,5 @@
 """tools/analysis/compare_students.py on prediction pickles in the
 format ``tools/test.py --out`` writes."""
-import importlib.util
 import json
 import os.path as osp
 import sys
@@ -10,7 +9,7 @@ import pytest
 from scipy import stats
 
 from mmscalekd.analysis import compare_paired, paired_verdict
-from tests.conftest import REPO_ROOT, run_command
+from tests.conftest import REPO_ROOT, load_tool, run_command
 from tests.test_analysis.test_statistics import (paired_correctness,
                                                  write_predictions)
 
@@ -21,11 +20,8 @@ def run_tool(*args):
     return run_command([sys.executable, TOOL, *map(str, args)], check=False)
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('compare_students', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def import_tool():
+    return load_tool(TOOL)
 
 
 def test_two_students(tmp_path):
@@ -81,7 +77,7 @@ def test_seeds(tmp_path, capsys):
                 write_predictions(tmp_path / f'{name}_s{seed}.pkl', correct))
             accuracies[name].append(100 * correct.mean())
     out = tmp_path / 'seeds.json'
-    load_tool().main([
+    import_tool().main([
         '--method', 'baseline', *files['baseline'], '--method', 'scalekd',
         *files['scalekd'], '--n-resamples', '500', '--alpha', '0.01', '--json',
         str(out)
@@ -122,7 +118,7 @@ def test_seeds(tmp_path, capsys):
 
 
 def test_repeated_names_are_seeds():
-    tool = load_tool()
+    tool = import_tool()
     args = tool.parse_args(
         ['base=a0.pkl', 'kd=b0.pkl', 'base=a1.pkl', 'kd=b1.pkl'])
     assert args.methods == {
@@ -142,7 +138,7 @@ def test_repeated_names_are_seeds():
     (['a=a.pkl', 'b=b.pkl', '--alpha', '5'], 'between 0 and 1'),
 ])
 def test_bad_arguments(argv, message, capsys):
-    tool = load_tool()
+    tool = import_tool()
     with pytest.raises(SystemExit):
         tool.parse_args(argv)
     assert message in capsys.readouterr().err
@@ -153,7 +149,7 @@ def test_misaligned_files_are_a_clear_error(tmp_path):
     scalekd = write_predictions(tmp_path / 'scalekd.pkl', np.ones(10, bool))
     # the tool exits with the message, not a traceback
     with pytest.raises(SystemExit) as error:
-        load_tool().main([f'baseline={baseline}', f'scalekd={scalekd}'])
+        import_tool().main([f'baseline={baseline}', f'scalekd={scalekd}'])
     message = str(error.value.code)
     assert message.startswith('compare_students.py: error: ')
     assert 'not the same validation set' in message

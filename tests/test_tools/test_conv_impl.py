@@ -1,20 +1,17 @@
 """tools/analysis/conv_impl.py. Timings are checked for consistency, never
 for speed."""
-import importlib.util
 import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 
 def test_conv_impl_tool_rows():
     """tools/analysis/conv_impl.py: one row per shape, 'auto' as the
     projector decides, the MAC count of forward + both gradients."""
-    spec = importlib.util.spec_from_file_location(
-        'conv_impl', osp.join(REPO_ROOT, 'tools', 'analysis', 'conv_impl.py'))
-    conv_impl = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conv_impl)
+    conv_impl = load_tool(
+        osp.join(REPO_ROOT, 'tools', 'analysis', 'conv_impl.py'))
     rows = conv_impl.main(['8x3', '1024x2', '--rounds', '1',
                            '--batch-size', '2'])
     assert [(r['channels'], r['size'], r['auto_picks']) for r in rows] == [

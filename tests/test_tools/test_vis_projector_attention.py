@@ -1,5 +1,4 @@
 """tools/visualization/vis_projector_attention.py on a smoke checkpoint."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -9,18 +8,15 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from tests.conftest import IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG, run_command
+from tests.conftest import (IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG, load_tool,
+                            run_command)
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'visualization',
                 'vis_projector_attention.py')
 
 
 def import_tool():
-    spec = importlib.util.spec_from_file_location('vis_projector_attention',
-                                                  TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(TOOL)
 
 
 @pytest.fixture(scope='module')
