@@ -12,7 +12,8 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from mmscalekd.models.teachers import TeacherOutputs, build_teacher_adapter
-from mmscalekd.models.utils import StudentFeatureReader
+from mmscalekd.models.utils import (StudentFeatureReader, map_to_tokens,
+                                    tokens_to_map)
 from .teacher_builder import build_frozen_teacher
 
 __all__ = ['ScaleKDDistiller']
@@ -60,17 +61,6 @@ def _check_keys(cfg: dict, allowed: set, name: str) -> None:
     if unknown:
         raise KeyError(f'Unknown key(s) {unknown} in `model.{name}`; allowed '
                        f'keys are {sorted(allowed)}.')
-
-
-def _to_map(tokens: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """(N, H*W, C) row-major tokens -> (N, C, H, W)."""
-    batch, _, channels = tokens.shape
-    return tokens.transpose(1, 2).reshape(batch, channels, *size)
-
-
-def _to_tokens(feature: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H*W, C) row-major tokens."""
-    return feature.flatten(2).transpose(1, 2)
 
 
 @MODELS.register_module()
@@ -433,7 +423,7 @@ class ScaleKDDistiller(BaseModel):
         for view in self._views('final'):
             queries = self._final_queries(perceived, view)
             tokens = self.projectors[f'final_{view}'](taps['final'], queries)
-            final[view] = _to_map(tokens, target.shape[2:])
+            final[view] = tokens_to_map(tokens, target.shape[2:])
         losses.update(self._feature_losses('final', final, target))
         return losses
 
@@ -455,7 +445,9 @@ class ScaleKDDistiller(BaseModel):
     def _final_queries(self, perceived: Dict[str, torch.Tensor],
                        view: str) -> Optional[torch.Tensor]:
         """Queries of the final projector of ``view`` (None: learned)."""
-        return None if self.final_self_query else _to_tokens(perceived[view])
+        if self.final_self_query:
+            return None
+        return map_to_tokens(perceived[view])
 
     @torch.no_grad()
     def projector_inputs(

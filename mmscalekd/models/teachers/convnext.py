@@ -5,6 +5,7 @@ import torch
 
 from mmpretrain.models.backbones import ConvNeXt
 
+from mmscalekd.models.utils import map_to_tokens, tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TeacherAdapter, TeacherOutputs
 
@@ -74,8 +75,7 @@ class ConvNeXtTeacherAdapter(TeacherAdapter):
         outs = []
         x = self._run_stages(inputs, range(self.split_index + 1), outs)
         split_size = tuple(x.shape[-2:])
-        # (N, C, H, W) -> (N, H*W, C)
-        split_tokens = x.flatten(2).transpose(1, 2).contiguous()
+        split_tokens = map_to_tokens(x).contiguous()
         x = self._run_stages(x, self._rest_stages, outs)
         logits = self.logits_from_outputs(tuple(outs))
         return TeacherOutputs(split_tokens, split_size,
@@ -88,9 +88,8 @@ class ConvNeXtTeacherAdapter(TeacherAdapter):
                      ) -> torch.Tensor:
         """Tokens (N, H*W, C) at the split point -> final feature
         (N, C', H', W'). ConvNeXt has no extra (class) tokens."""
-        # (N, H*W, C) -> (N, C, H, W). Contiguous so that the convolutions
-        # see the same memory layout as in the teacher's own forward.
-        x = tokens.transpose(1, 2).reshape(tokens.shape[0], -1,
-                                           *split_size).contiguous()
+        # Contiguous so that the convolutions see the same memory layout as
+        # in the teacher's own forward.
+        x = tokens_to_map(tokens, split_size).contiguous()
         return self._final_feature(self._run_stages(x, self._rest_stages,
                                                     None))

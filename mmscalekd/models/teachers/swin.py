@@ -6,10 +6,24 @@ import torch
 from mmpretrain.models.backbones import SwinTransformer
 from mmpretrain.models.utils import resize_pos_embed
 
+from mmscalekd.models.utils import tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TeacherAdapter, TeacherOutputs
 
-__all__ = ['SwinTeacherAdapter']
+__all__ = ['SwinTeacherAdapter', 'embed_patches']
+
+
+def embed_patches(backbone, inputs: torch.Tensor
+                  ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """The stem of mmpretrain's Swin (V1 and V2), as their ``forward``
+    runs it: patch tokens (N, H*W, C) and their grid (H, W)."""
+    x, hw = backbone.patch_embed(inputs)
+    if backbone.use_abs_pos_embed:
+        x = x + resize_pos_embed(backbone.absolute_pos_embed,
+                                 backbone.patch_resolution, hw,
+                                 backbone.interpolate_mode,
+                                 backbone.num_extra_tokens)
+    return backbone.drop_after_pos(x), tuple(hw)
 
 
 @TEACHER_ADAPTERS.register_module()
@@ -55,19 +69,10 @@ class SwinTeacherAdapter(TeacherAdapter):
     def _to_map(self, index: int, x: torch.Tensor,
                 hw: Tuple[int, int]) -> torch.Tensor:
         out = getattr(self.backbone, f'norm{index}')(x)
-        # (N, H*W, C) -> (N, C, H, W)
-        return out.view(-1, *hw, out.shape[-1]).permute(0, 3, 1,
-                                                        2).contiguous()
+        return tokens_to_map(out, hw).contiguous()
 
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
-        backbone = self.backbone
-        x, hw = backbone.patch_embed(inputs)
-        if backbone.use_abs_pos_embed:
-            x = x + resize_pos_embed(backbone.absolute_pos_embed,
-                                     backbone.patch_resolution, hw,
-                                     backbone.interpolate_mode,
-                                     backbone.num_extra_tokens)
-        x = backbone.drop_after_pos(x)
+        x, hw = embed_patches(self.backbone, inputs)
         outs, (split_tokens, split_size) = self._stage_outputs(
             x, hw, first=0, run_first_blocks=True)
         logits = self.logits_from_outputs(tuple(outs))

@@ -4,10 +4,11 @@ from typing import List, Optional, Tuple
 import torch
 
 from mmpretrain.models.backbones import SwinTransformerV2
-from mmpretrain.models.utils import resize_pos_embed
 
+from mmscalekd.models.utils import tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TeacherAdapter, TeacherOutputs
+from .swin import embed_patches
 
 __all__ = ['SwinV2TeacherAdapter']
 
@@ -50,25 +51,15 @@ class SwinV2TeacherAdapter(TeacherAdapter):
             x, hw = stage(x, hw)
             if i in backbone.out_indices:
                 out = getattr(backbone, f'norm{i}')(x)
-                # (N, H*W, C) -> (N, C, H, W)
-                outs.append(
-                    out.view(-1, *hw, stage.out_channels).permute(
-                        0, 3, 1, 2).contiguous())
+                outs.append(tokens_to_map(out, hw).contiguous())
         return x, tuple(hw)
 
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
         """Images (N, 3, H0, W0) -> :class:`TeacherOutputs`."""
-        backbone = self.backbone
-        x, hw = backbone.patch_embed(inputs)
-        if backbone.use_abs_pos_embed:
-            x = x + resize_pos_embed(backbone.absolute_pos_embed,
-                                     backbone.patch_resolution, hw,
-                                     backbone.interpolate_mode,
-                                     backbone.num_extra_tokens)
-        x = backbone.drop_after_pos(x)
+        x, hw = embed_patches(self.backbone, inputs)
         outs = []
         split_tokens, split_size = self._run_stages(
-            x, tuple(hw), range(self.split_index + 1), outs)
+            x, hw, range(self.split_index + 1), outs)
         self._run_stages(split_tokens, split_size, self._rest_stages, outs)
         logits = self.logits_from_outputs(tuple(outs))
         return TeacherOutputs(split_tokens, split_size, outs[-1], logits)

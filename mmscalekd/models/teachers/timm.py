@@ -16,6 +16,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
+from mmscalekd.models.utils import tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TeacherAdapter, TeacherOutputs
 
@@ -97,10 +98,9 @@ class TimmVisionTransformerTeacherAdapter(_TimmTeacherAdapter):
 
     def _patch_map(self, x: torch.Tensor,
                    hw: Tuple[int, int]) -> torch.Tensor:
-        # (N, E + H*W, C) -> patch tokens (N, H*W, C) -> (N, C, H, W)
-        patch = x[:, self.backbone.num_prefix_tokens:]
-        return patch.reshape(x.shape[0], *hw,
-                             -1).permute(0, 3, 1, 2).contiguous()
+        # (N, E + H*W, C) -> patch map (N, C, H, W)
+        return tokens_to_map(x, hw,
+                             self.backbone.num_prefix_tokens).contiguous()
 
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
         """Images (N, 3, H0, W0) -> :class:`TeacherOutputs`."""

@@ -16,6 +16,7 @@ from mmpretrain.models.backbones import (BEiTViT, DeiT3,
                                          VisionTransformer)
 from mmpretrain.models.utils import resize_pos_embed
 
+from mmscalekd.models.utils import tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TeacherAdapter, TeacherOutputs
 
@@ -127,10 +128,8 @@ class VisionTransformerTeacherAdapter(TeacherAdapter):
 
     def _patch_map(self, x: torch.Tensor,
                    hw: Tuple[int, int]) -> torch.Tensor:
-        # (N, E + H*W, C) -> patch tokens (N, H*W, C) -> (N, C, H, W)
-        patch = x[:, self.num_extra_tokens:]
-        return patch.reshape(x.shape[0], *hw,
-                             -1).permute(0, 3, 1, 2).contiguous()
+        # (N, E + H*W, C) -> patch map (N, C, H, W)
+        return tokens_to_map(x, hw, self.num_extra_tokens).contiguous()
 
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
         """Images (N, 3, H0, W0) -> :class:`TeacherOutputs`."""

@@ -1,3 +1,4 @@
-from .student_features import StudentFeatureReader, tokens_to_map
+from .student_features import StudentFeatureReader
+from .tokens import map_to_tokens, tokens_to_map
 
-__all__ = ['StudentFeatureReader', 'tokens_to_map']
+__all__ = ['StudentFeatureReader', 'tokens_to_map', 'map_to_tokens']

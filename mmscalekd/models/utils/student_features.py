@@ -25,20 +25,11 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ['StudentFeatureReader', 'tokens_to_map']
+from .tokens import tokens_to_map
+
+__all__ = ['StudentFeatureReader']
 
 _TOKEN_KEYS = {'grid', 'extra_tokens'}
-
-
-def tokens_to_map(tokens: torch.Tensor, grid: Tuple[int, int],
-                  extra_tokens: int = 0) -> torch.Tensor:
-    """Row-major tokens (N, E + H*W, C) -> patch map (N, C, H, W).
-
-    The first ``extra_tokens`` (class / distillation) tokens are dropped.
-    """
-    patch = tokens[:, extra_tokens:]
-    batch, _, channels = patch.shape
-    return patch.transpose(1, 2).reshape(batch, channels, *grid)
 
 
 class StudentFeatureReader:
