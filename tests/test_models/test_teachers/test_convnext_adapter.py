@@ -5,8 +5,7 @@ from mmpretrain.registry import MODELS
 
 from mmscalekd.models.teachers import (ConvNeXtTeacherAdapter,
                                        build_teacher_adapter)
-from tests.test_models.test_teachers.contract import (
-    assert_gradient_flows_through_frozen_rest, assert_rest_depends_on_the_tokens)
+from tests.test_models.test_teachers.contract import StagedAdapterContract
 
 # A tiny 4-stage ConvNeXt on 64 px images: 16, 8, 4, 2 pixels a side and
 # 16, 32, 48, 64 channels.
@@ -101,22 +100,6 @@ def test_final_feature_does_not_depend_on_gap_before_final_norm():
         mapped.backbone(inputs)[-1])
 
 
-def test_rest_depends_on_the_tokens():
-    assert_rest_depends_on_the_tokens(
-        build_teacher_adapter(build_teacher(), 2), IMAGE_SIZE)
-
-
-def test_gradient_flows_through_frozen_rest():
-    assert_gradient_flows_through_frozen_rest(
-        build_teacher_adapter(build_teacher(), 1), IMAGE_SIZE)
-
-
-@pytest.mark.parametrize('split_index', [-1, 3, 7])
-def test_split_out_of_range(split_index):
-    with pytest.raises(ValueError, match='teacher_split'):
-        build_teacher_adapter(build_teacher(), split_index)
-
-
-def test_last_stage_must_be_an_output():
-    with pytest.raises(ValueError, match='out_indices'):
-        build_teacher_adapter(build_teacher(out_indices=(2, )), 1)
+class TestContract(StagedAdapterContract):
+    build_teacher = staticmethod(build_teacher)
+    image_size = IMAGE_SIZE

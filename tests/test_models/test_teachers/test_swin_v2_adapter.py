@@ -5,8 +5,7 @@ from mmpretrain.registry import MODELS
 
 from mmscalekd.models.teachers import (SwinV2TeacherAdapter,
                                        build_teacher_adapter)
-from tests.test_models.test_teachers.contract import (
-    assert_gradient_flows_through_frozen_rest, assert_rest_depends_on_the_tokens)
+from tests.test_models.test_teachers.contract import StagedAdapterContract
 
 # A tiny 4-stage Swin V2 on 64 px images: 16, 8, 4, 2 tokens a side and
 # 32, 64, 128, 256 channels, windows of 2.
@@ -68,22 +67,6 @@ def test_rest_of_teacher_reproduces_its_output(split_index, backbone):
     assert outputs.final_feature.shape == (2, 256, 2, 2)
 
 
-def test_rest_depends_on_the_tokens():
-    assert_rest_depends_on_the_tokens(
-        build_teacher_adapter(build_teacher(), 2), IMAGE_SIZE)
-
-
-def test_gradient_flows_through_frozen_rest():
-    assert_gradient_flows_through_frozen_rest(
-        build_teacher_adapter(build_teacher(), 1), IMAGE_SIZE)
-
-
-@pytest.mark.parametrize('split_index', [-1, 3, 7])
-def test_split_out_of_range(split_index):
-    with pytest.raises(ValueError, match='teacher_split'):
-        build_teacher_adapter(build_teacher(), split_index)
-
-
-def test_last_stage_must_be_an_output():
-    with pytest.raises(ValueError, match='out_indices'):
-        build_teacher_adapter(build_teacher(out_indices=(2, )), 1)
+class TestContract(StagedAdapterContract):
+    build_teacher = staticmethod(build_teacher)
+    image_size = IMAGE_SIZE
