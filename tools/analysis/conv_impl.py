@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from mmscalekd.models.necks import Conv3x3
+from mmscalekd.models.necks import Conv3x3, auto_uses_gemm
 
 DESCRIPTION = """\
 Time forward + backward (into the input and the weight) of the projectors'
@@ -53,8 +53,7 @@ def time_shape(channels: int, size: int, batch_size: int, rounds: int,
     macs = 3 * batch_size * size * size * channels * channels * 9
     median = {impl: statistics.median(t) for impl, t in times.items()}
     return dict(channels=channels, size=size, macs=macs, median_s=median,
-                auto_picks=('gemm' if Conv3x3(channels, channels).use_gemm(
-                    x.detach()) else 'native'))
+                auto_picks='gemm' if auto_uses_gemm(x) else 'native')
 
 
 def parse_shapes(shapes: Sequence[str]) -> List[tuple]:

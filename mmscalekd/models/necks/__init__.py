@@ -1,4 +1,6 @@
 from .cross_attention_projector import (Conv3x3, CrossAttentionProjector,
-                                        conv3x3_as_matmul)
+                                        auto_uses_gemm, conv3x3_as_matmul)
 
-__all__ = ['CrossAttentionProjector', 'Conv3x3', 'conv3x3_as_matmul']
+__all__ = [
+    'CrossAttentionProjector', 'Conv3x3', 'auto_uses_gemm', 'conv3x3_as_matmul'
+]

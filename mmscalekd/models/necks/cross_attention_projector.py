@@ -9,7 +9,9 @@ from mmcv.cnn import build_norm_layer
 
 from mmpretrain.registry import MODELS
 
-__all__ = ['CrossAttentionProjector', 'Conv3x3', 'conv3x3_as_matmul']
+__all__ = [
+    'CrossAttentionProjector', 'Conv3x3', 'auto_uses_gemm', 'conv3x3_as_matmul'
+]
 
 
 # 'auto' computes the 3x3 convolution as one matrix product on CPU for maps
@@ -33,6 +35,15 @@ def conv3x3_as_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     cols = cols.transpose(0, 1).reshape(channels * 9, -1)  # (C*9, N*H*W)
     out = weight.flatten(1) @ cols  # (Cout, N*H*W)
     return out.view(-1, batch, height, width).transpose(0, 1)
+
+
+def auto_uses_gemm(x: torch.Tensor) -> bool:
+    """The ``'auto'`` rule of :class:`Conv3x3` for an input (N, C, H, W):
+    the matrix product on CPU for at most 64 positions and at least 1024
+    channels (measured faster there, docs/benchmarks.md)."""
+    return (x.device.type == 'cpu'
+            and x.shape[-2] * x.shape[-1] <= _GEMM_MAX_POSITIONS
+            and x.shape[1] >= _GEMM_MIN_CHANNELS)
 
 
 class Conv3x3(nn.Conv2d):
@@ -63,9 +74,7 @@ class Conv3x3(nn.Conv2d):
         """Whether ``forward(x)`` runs as a matrix product."""
         if self.impl != 'auto':
             return self.impl == 'gemm'
-        return (x.device.type == 'cpu'
-                and x.shape[-2] * x.shape[-1] <= _GEMM_MAX_POSITIONS
-                and self.in_channels >= _GEMM_MIN_CHANNELS)
+        return auto_uses_gemm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_gemm(x):
