@@ -97,3 +97,39 @@ def run_command(cmd, check=True, **kwargs):
         assert result.returncode == 0, (
             result.stdout[-3000:] + result.stderr[-5000:])
     return result
+
+
+_RUNS = iter(range(10**6))
+
+
+def smoke_config(work_dir, num_samples=64, max_epochs=1, validate=False,
+                 **options):
+    """The smoke config as a short run in ``work_dir``.
+
+    64 samples are two iterations an epoch; every epoch is checkpointed and
+    kept. Each config gets its own experiment name, so mmengine's logger and
+    message hub (global instances looked up by that name) never carry one
+    run's state into the next run of the same test process.
+    """
+    cfg = Config.fromfile(SMOKE_CONFIG)
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'test_run_{next(_RUNS)}_{os.getpid()}'
+    cfg.train_dataloader.dataset.num_samples = num_samples
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.default_hooks.checkpoint.max_keep_ckpts = -1
+    if not validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+        cfg.train_cfg.val_interval = 10**6
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def build_runner(cfg):
+    from mmengine.registry import RUNNERS
+    return RUNNERS.build(cfg)
+
+
+def run_log(runner) -> str:
+    """Everything the run logged to its log file."""
+    with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return f.read()

@@ -1,3 +1,8 @@
+from .hooks import DataCheckHook, DataError, FiniteCheckHook
 from .runner import ScaleKDRunner
+from .work_dir_lock import WorkDirLock, WorkDirLockedError
 
-__all__ = ['ScaleKDRunner']
+__all__ = [
+    'DataCheckHook', 'DataError', 'FiniteCheckHook', 'ScaleKDRunner',
+    'WorkDirLock', 'WorkDirLockedError'
+]

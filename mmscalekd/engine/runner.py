@@ -1,16 +1,29 @@
-"""mmengine's Runner with safe resume and CPU multi-process support."""
+"""mmengine's Runner, made safe for long, shared, requeued cluster runs."""
+import copy
+import glob
 import os
 import os.path as osp
+import re
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.dist import is_distributed, master_only
+from mmengine.dist import (broadcast_object_list, is_distributed,
+                           is_main_process, master_only)
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.model import is_model_wrapper
+from mmengine.registry import DATASETS, RUNNERS
+from mmengine.runner import EpochBasedTrainLoop, Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from mmscalekd.utils.checkpoint import MMENGINE_CHECKPOINT_GLOBALS
+from mmscalekd.utils.checkpoint import CheckpointError
+from .hooks import DataCheckHook, FiniteCheckHook, ReportingDataset
+from .schedule import ScheduleSnapshot
+from .training_checkpoint import (check_model_weights, find_latest_checkpoint,
+                                  fsync_path, read_training_checkpoint,
+                                  sanitize_runtime_info)
+from .work_dir_lock import WorkDirLock, WorkDirLockedError
 
 __all__ = ['ScaleKDRunner']
 
@@ -19,38 +32,263 @@ __all__ = ['ScaleKDRunner']
 # default scope is set.
 @RUNNERS.register_module()
 class ScaleKDRunner(Runner):
-    """mmengine's Runner, with ``--resume`` working on torch >= 2.6.
+    """mmengine's Runner for runs that are requeued, resumed and shared.
 
     Select it in a config with ``runner_type = 'ScaleKDRunner'`` (every
     mmscalekd config does); it then works the same from mmscalekd's tools,
     ``mim`` and mmpretrain's own ``tools/train.py``.
 
-    1. Safe resume. torch now loads with ``weights_only=True``, which refuses the
-    ``HistoryBuffer`` and numpy values mmengine itself writes into training
-    checkpoints. Rather than turning ``weights_only`` off (which would let a
-    downloaded file run code), the exact types mmengine stores are
-    allow-listed while a checkpoint is loaded.
+    Checkpoints in:
 
-    2. Atomic checkpoints: a checkpoint is written under a temporary name
-    and renamed when complete, so a job killed while saving (pre-emption,
-    a dead node) never leaves a truncated ``epoch_N.pth`` for ``--resume``.
+    - Files are read as data (``weights_only`` with an allow-list of exactly
+      the types mmengine writes), and no field of a checkpoint becomes code
+      or an action: ``meta.config`` is never executed, file paths in the
+      message hub must lie in this run's checkpoint folder (mmengine deletes
+      them), scheduler states must have their scheduler's fields.
+    - ``load_from``, ``--resume`` and ``tools/test.py`` load strictly: a file
+      that does not hold exactly this model's weights (or was trained with
+      other projector heads, taps or split) is an error naming the parts.
+    - ``--resume`` with a changed learning rate, schedule or ``max_epochs``
+      follows the config (see :mod:`mmscalekd.engine.schedule`).
+    - Auto-resume (``--resume`` without a path) takes the newest complete
+      checkpoint in the work dir itself, and says so when there is none.
 
-    3. Multi-process training without GPUs (``--launcher pytorch`` on CPU
-    machines, e.g. ``tools/dist_train.sh`` for tests): mmengine always selects
-    a CUDA device and passes ``device_ids`` to DDP. Without CUDA this runner
-    starts the gloo backend and wraps the model for CPU instead.
+    Checkpoints out: written under a temporary name, flushed to disk,
+    renamed; leftovers of a killed save are removed at the next start. The
+    checkpoint records the distiller's architecture.
+
+    Runs: one training run per work dir (:class:`WorkDirLock`; configure
+    with ``work_dir_lock=dict(stale_after=600)``, or ``None`` to switch it
+    off). Every run gets :class:`FiniteCheckHook` and :class:`DataCheckHook`
+    (non-finite steps stop the run before they reach the weights; bad labels
+    and images are named). Without CUDA, ``--launcher pytorch`` uses gloo.
     """
 
+    def __init__(self, *args, **kwargs):
+        self._dump_deferred = True
+        super().__init__(*args, **kwargs)
+        self._dump_deferred = False
+        self._work_dir_lock = None
+
+    # ------------------------------------------------------------- hooks
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        super().register_hooks(default_hooks, custom_hooks)
+        for hook_type in (FiniteCheckHook, DataCheckHook):
+            if not any(isinstance(h, hook_type) for h in self._hooks):
+                self.register_hook(hook_type())
+
+    # ----------------------------------------------------- the work dir
+    def dump_config(self) -> None:
+        # Deferred from __init__ until this run holds the work dir, so a
+        # refused second run never overwrites the running one's config.
+        if not self._dump_deferred:
+            super().dump_config()
+
+    def _lock_work_dir(self) -> None:
+        options = self.cfg.get('work_dir_lock', dict())
+        error = None
+        if options is not None and is_main_process():
+            self._work_dir_lock = WorkDirLock(self.work_dir, **options)
+            try:
+                self._work_dir_lock.acquire()
+            except WorkDirLockedError as refused:
+                self._work_dir_lock, error = None, str(refused)
+        if is_distributed():
+            shared = [error]
+            broadcast_object_list(shared)
+            error = shared[0]
+        if error:
+            raise WorkDirLockedError(error)
+
+    @master_only
+    def _remove_partial_checkpoints(self) -> None:
+        for path in glob.glob(osp.join(self.work_dir, '*.partial')):
+            os.remove(path)
+            self.logger.warning(
+                f'Removed {path}, left by a save that was cut off.')
+
+    def train(self):
+        self._lock_work_dir()
+        try:
+            self._remove_partial_checkpoints()
+            super().dump_config()
+            return super().train()
+        finally:
+            if self._work_dir_lock is not None:
+                self._work_dir_lock.release()
+                self._work_dir_lock = None
+
+    def val(self):
+        super().dump_config()
+        return super().val()
+
+    def test(self):
+        super().dump_config()
+        return super().test()
+
+    # ----------------------------------------------------------- saving
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
+        model = self.model.module if is_model_wrapper(
+            self.model) else self.model
+        architecture = getattr(model, 'architecture', None)
+        if architecture is not None:
+            kwargs['meta'] = dict(kwargs.get('meta') or {},
+                                  model_architecture=dict(architecture))
         if '://' in out_dir:  # remote backends have their own semantics
             return super().save_checkpoint(out_dir, filename, *args,
                                            **kwargs)
         partial = f'{filename}.partial'
         super().save_checkpoint(out_dir, partial, *args, **kwargs)
-        # rename is atomic on POSIX file systems
+        # On disk before it gets its name, and the name on disk after: a
+        # crash or power loss leaves the old file or the whole new one.
+        fsync_path(osp.join(out_dir, partial))
         os.replace(osp.join(out_dir, partial), osp.join(out_dir, filename))
+        fsync_path(out_dir)
 
+    # ---------------------------------------------------------- loading
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location='cpu',
+                        strict: bool = True,
+                        revise_keys: list = [(r'^module\.', '')]):
+        """Load ``filename`` into the model, strictly and as data only."""
+        if not strict:
+            raise ValueError(
+                'ScaleKDRunner loads checkpoints strictly: a model that is '
+                'partly random must never train or be evaluated.')
+        if callable(map_location):
+            map_location = 'cpu'
+        key = 'resume' if self._resume else 'load_from'
+        checkpoint = read_training_checkpoint(filename, key, map_location)
+        model = self.model.module if is_model_wrapper(
+            self.model) else self.model
+        state_dict = checkpoint['state_dict']
+        metadata = getattr(state_dict, '_metadata', OrderedDict())
+        for pattern, replacement in revise_keys:
+            state_dict = {
+                re.sub(pattern, replacement, k): v
+                for k, v in state_dict.items()
+            }
+        state_dict = OrderedDict(check_model_weights(
+            model, state_dict, f'`{key}={filename!r}`',
+            checkpoint['meta'].get('model_architecture')))
+        state_dict._metadata = metadata
+        checkpoint['state_dict'] = state_dict
+        if self._resume:
+            self._sanitize_for_resume(checkpoint, filename)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        _load_checkpoint_to_model(model, checkpoint, strict=True,
+                                  revise_keys=[])
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def _checkpoint_dirs(self):
+        dirs = [self.work_dir]
+        hook = self._hooks_of_type('CheckpointHook')
+        out_dir = getattr(hook, 'out_dir', None) if hook else None
+        if out_dir and '://' not in str(out_dir) and osp.abspath(
+                out_dir) != osp.abspath(self.work_dir):
+            dirs.append(
+                osp.join(out_dir, osp.basename(self.work_dir.rstrip(osp.sep))))
+        return dirs
+
+    def _hooks_of_type(self, name: str):
+        for hook in self._hooks:
+            if type(hook).__name__ == name:
+                return hook
+        return None
+
+    def _sanitize_for_resume(self, checkpoint: dict, filename: str) -> None:
+        source = f'`resume={filename!r}`'
+        hub = checkpoint.get('message_hub')
+        if hub is not None:
+            hub['runtime_info'] = sanitize_runtime_info(
+                hub['runtime_info'], self._checkpoint_dirs(), source)
+        schedule = getattr(self, '_schedule', None)
+        if schedule is not None:
+            self._schedule_reason = schedule.usable_states(checkpoint, source)
+        if 'optimizer' not in checkpoint:
+            self.logger.warning(
+                f'{source} has no optimizer state (saved with '
+                'save_optimizer=False): the optimizer restarts, e.g. without '
+                'momentum.')
+
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True,
+               map_location='default') -> None:
+        """mmengine's resume, safe, with the config's schedule (see
+        :mod:`mmscalekd.engine.schedule`)."""
+        self._schedule = ScheduleSnapshot(self.optim_wrapper,
+                                          self.param_schedulers)
+        self._schedule_reason = None
+        try:
+            super().resume(filename, resume_optimizer,
+                           resume_param_scheduler, map_location)
+        except ValueError as error:
+            if 'parameter group' not in str(error):
+                raise
+            raise CheckpointError(
+                f'`resume={filename!r}`: its optimizer state does not fit '
+                f'the optimizer of this config ({error}). Was the model or '
+                '`optim_wrapper.paramwise_cfg` changed? Resume with the '
+                'config it was trained with.') from None
+        changes = self._schedule.changes(self.optim_wrapper,
+                                         self.param_schedulers)
+        if self._schedule_reason is not None:
+            changes.append(self._schedule_reason)
+        if not changes:
+            return
+        loop = self.train_loop
+        iters_per_epoch = len(self.train_dataloader) if isinstance(
+            loop, EpochBasedTrainLoop) else None
+        self._schedule.replay(self.optim_wrapper, self.param_schedulers,
+                              loop._epoch, loop._iter, iters_per_epoch)
+        lrs = sorted({g['lr'] for g in self.optim_wrapper.param_groups})
+        self.logger.warning(
+            f'Resuming with a changed schedule: {"; ".join(changes)}. The '
+            'config wins: its schedule was rebuilt and stepped to epoch '
+            f'{loop._epoch}, iteration {loop._iter}, as a run started with '
+            f'this config would have it (learning rate now {lrs[:4]}). The '
+            'optimizer state (e.g. momentum) comes from the checkpoint.')
+
+    def load_or_resume(self) -> None:
+        if self._has_loaded:
+            return None
+        if not (self._resume and self._load_from is None):
+            return super().load_or_resume()
+        # Auto-resume: this work dir only, its newest complete checkpoint.
+        found = [find_latest_checkpoint(self.work_dir)
+                 if is_main_process() else None]
+        if is_distributed():
+            broadcast_object_list(found)
+        if found[0] is None:
+            self.logger.info(
+                f'Auto-resume: no complete checkpoint in {self.work_dir}; '
+                'starting from scratch.')
+            return None
+        self.logger.info(f'Auto-resume: resuming from {found[0]}.')
+        self.resume(found[0])
+        self._has_loaded = True
+
+    # ------------------------------------------------------ data loaders
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's data loader, whose failing samples name their file."""
+        if isinstance(dataloader, dict) and isinstance(
+                dataloader.get('dataset'), dict):
+            dataloader = copy.copy(dataloader)
+            dataset = DATASETS.build(dataloader['dataset'])
+            if hasattr(dataset, 'full_init'):
+                dataset.full_init()
+            split = 'val/test' if getattr(dataset, 'test_mode',
+                                          False) else 'train'
+            dataloader['dataset'] = ReportingDataset(
+                dataset, f'{split}_dataloader.dataset')
+        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+
+    # --------------------------------------------------- CPU processes
     def setup_env(self, env_cfg: Dict) -> None:
         if self.distributed and not is_distributed() \
                 and not torch.cuda.is_available():
@@ -82,7 +320,3 @@ class ScaleKDRunner(Runner):
             # CPU modules take no device_ids.
             model_wrapper_cfg.setdefault('device_ids', None)
         return super().wrap_model(model_wrapper_cfg, model)
-
-    def load_checkpoint(self, filename: str, *args, **kwargs):
-        with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-            return super().load_checkpoint(filename, *args, **kwargs)

@@ -30,6 +30,7 @@ Usage::
     python tools/model_converters/extract_student.py CONFIG CHECKPOINT OUT_DIR
 """
 import argparse
+import copy
 import os
 import os.path as osp
 from typing import Dict, Optional
@@ -37,22 +38,12 @@ from typing import Dict, Optional
 import torch
 from mmengine.config import Config
 
-__all__ = ['extract_student', 'student_state_dict', 'timm_state_dict']
+__all__ = [
+    'checked_student_state_dict', 'extract_student', 'student_state_dict',
+    'timm_state_dict'
+]
 
 STUDENT_PREFIX = 'student.'
-
-
-def load_training_checkpoint(path: str) -> dict:
-    """An mmengine training checkpoint, read without running its code."""
-    from mmscalekd.utils import MMENGINE_CHECKPOINT_GLOBALS
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'CHECKPOINT {path!r} does not exist.')
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
-        raise ValueError(f'{path!r} is not an mmengine training checkpoint '
-                         '(no `state_dict`).')
-    return checkpoint
 
 
 def student_state_dict(
@@ -68,6 +59,32 @@ def student_state_dict(
             'The checkpoint holds no `student.*` weights: it is not a '
             'ScaleKDDistiller checkpoint.')
     return student
+
+
+def checked_student_state_dict(student_cfg: dict, checkpoint: str,
+                               state_dict: Dict[str, torch.Tensor]
+                               ) -> Dict[str, torch.Tensor]:
+    """The student's weights, refused unless they fit the config's student.
+
+    A checkpoint of another run (another student width or depth, a student
+    trained alone) would otherwise be written out as if it were this
+    student, and fail (or, worse, half-load) only where it is used.
+    """
+    from mmengine.registry import init_default_scope
+
+    from mmpretrain.registry import MODELS
+
+    from mmscalekd.engine.training_checkpoint import check_model_weights
+    state_dict = {
+        key[len('module.'):] if key.startswith('module.') else key: value
+        for key, value in state_dict.items()
+    }
+    student = student_state_dict(state_dict)
+    init_default_scope('mmpretrain')
+    model = MODELS.build(copy.deepcopy(student_cfg))
+    return check_model_weights(
+        model, student,
+        f'CHECKPOINT {checkpoint!r} (its student.* weights)')
 
 
 def timm_state_dict(student_cfg: dict,
@@ -119,13 +136,15 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
         dict: kind (``'student'``, ``'config'``, ``'backbone'``,
         ``'timm'``) -> path written.
     """
+    from mmscalekd.engine.training_checkpoint import read_training_checkpoint
     cfg = Config.fromfile(config)
     if cfg.model.get('type') != 'ScaleKDDistiller':
         raise ValueError(f'CONFIG {config!r} is not a distillation config '
                          '(model.type is not ScaleKDDistiller).')
     student_cfg = cfg.model.student.to_dict()
-    training = load_training_checkpoint(checkpoint)
-    student = student_state_dict(training['state_dict'])
+    training = read_training_checkpoint(checkpoint, 'CHECKPOINT')
+    student = checked_student_state_dict(student_cfg, checkpoint,
+                                         training['state_dict'])
     meta = dict(training.get('meta') or {})
     student_meta = {
         key: meta[key]

@@ -41,33 +41,30 @@ def import_timm_teacher_weights(config: str, src: str, dst: str) -> str:
         CheckpointError: ``src`` is unreadable or its keys / shapes do not
             match the teacher exactly (nothing is written then).
     """
+    from mmpretrain.registry import MODELS
+
     from mmscalekd.models.distillers.teacher_builder import (
-        build_frozen_teacher, load_teacher_model_config)
-    from mmscalekd.utils import CheckpointError, load_state_dict_file
+        load_teacher_model_config, load_teacher_weights)
     teacher_cfg = load_teacher_model_config(_teacher_config(config))
     if teacher_cfg.get('type') != 'TimmClassifier':
         raise ValueError(
             f'The teacher of {config!r} is a {teacher_cfg.get("type")}, not '
             'a TimmClassifier; timm weights only fit a timm teacher.')
+    if src.startswith(('http://', 'https://')):
+        raise ValueError('SRC must be a local file; download it first.')
     if not src.endswith(('.safetensors', '.bin', '.pth', '.pt')):
         raise ValueError(f'SRC {src!r} should be a local .safetensors or '
                          '.bin file of timm weights.')
-    if src.startswith(('http://', 'https://')):
-        raise ValueError('SRC must be a local file; download it first.')
-    weights = load_state_dict_file(src, key='SRC')
-    # timm's names are the TimmClassifier's checkpoint names (see above).
-    state_dict = dict(weights)
+    # The strict check of training itself: unreadable files, missing,
+    # unexpected or mis-shaped keys and NaN weights are a CheckpointError
+    # naming SRC, and nothing is written. timm's names are the
+    # TimmClassifier's checkpoint names (see above).
+    teacher = MODELS.build(teacher_cfg)
+    load_teacher_weights(teacher, src, key='SRC')
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = dst + '.tmp'
     torch.save(dict(meta=dict(converted_from=osp.abspath(src)),
-                    state_dict=state_dict), tmp)
-    try:
-        # The strict check of training itself: missing, unexpected or
-        # mis-shaped keys are a CheckpointError naming them.
-        build_frozen_teacher(teacher_cfg, tmp)
-    except CheckpointError:
-        os.remove(tmp)
-        raise
+                    state_dict=teacher.state_dict()), tmp)
     os.replace(tmp, dst)
     return dst
 

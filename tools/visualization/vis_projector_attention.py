@@ -25,8 +25,8 @@ from mmengine.registry import init_default_scope
 
 from mmpretrain.registry import MODELS, TRANSFORMS
 
-from mmscalekd.utils import (MMENGINE_CHECKPOINT_GLOBALS,
-                             load_state_dict_file)
+from mmscalekd.engine.training_checkpoint import (check_model_weights,
+                                                  read_training_checkpoint)
 
 # Teacher tokens drawn by default: an evenly spaced grid of at most this many
 # tokens a side.
@@ -68,8 +68,9 @@ def parse_args(argv=None):
 def build_model(cfg: Config, checkpoint: str, device: str = 'cpu'):
     """The distiller of ``cfg`` with the weights of a training checkpoint.
 
-    The checkpoint is read with ``torch.load(weights_only=True)``, allowing
-    only the types mmengine itself writes into training checkpoints.
+    The checkpoint is read as data only (``torch.load(weights_only=True)``
+    with the types mmengine writes) and must hold exactly this distiller's
+    weights.
     """
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = cfg.model.to_dict()
@@ -84,9 +85,16 @@ def build_model(cfg: Config, checkpoint: str, device: str = 'cpu'):
         raise FileNotFoundError(
             f'No checkpoint at {checkpoint!r}; pass an `epoch_N.pth` or '
             '`iter_N.pth` that training wrote in its work dir.')
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        state_dict = load_state_dict_file(checkpoint, 'checkpoint')
-    model.load_state_dict(state_dict)  # the teacher is kept by the model
+    training = read_training_checkpoint(checkpoint, 'CHECKPOINT')
+    state_dict = {
+        key[len('module.'):] if key.startswith('module.') else key: value
+        for key, value in training['state_dict'].items()
+    }
+    # Strict: the projectors drawn must be the trained ones.
+    state_dict = check_model_weights(
+        model, state_dict, f'CHECKPOINT {checkpoint!r}',
+        training['meta'].get('model_architecture'))
+    model.load_state_dict(state_dict)
     return model.to(device).eval()
 
 

@@ -1,11 +1,10 @@
 """ScaleKD distiller: wiring of student, frozen teacher, projectors, losses."""
 import copy
 import functools
-import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import nn
 
@@ -167,9 +166,17 @@ class ScaleKDDistiller(BaseModel):
         # Token taps (ViT, Mixer, Swin students) become maps in one place.
         self.student_features = StudentFeatureReader.from_student(
             self.student, student_tokens)
-        self.teacher = build_frozen_teacher(teacher['config'],
-                                            teacher['checkpoint'])
+        # Held, not registered as a submodule: the frozen teacher is then in
+        # no state dict, no DDP parameter list or broadcast, no EMA copy,
+        # no SyncBN conversion and no optimizer. `_apply` moves it with the
+        # distiller and `train` keeps it in eval mode.
+        object.__setattr__(
+            self, 'teacher',
+            build_frozen_teacher(teacher['config'], teacher['checkpoint']))
         self.keep_teacher_eval = keep_teacher_eval
+        # (names, non-finite flags, values) of the last loss terms, read by
+        # FiniteCheckHook right before the optimizer step.
+        self.loss_terms = None
         self.teacher_adapter = None
         if self.distill_features:
             if 'teacher_split' not in perception_stage:
@@ -198,23 +205,67 @@ class ScaleKDDistiller(BaseModel):
             self._register_tap(name, cfg['student_tap'])
 
         self.input_channels = input_channels
-        shapes = self._read_shapes(input_size)
+        self.input_size = (input_size, input_size) if isinstance(
+            input_size, int) else tuple(input_size)
+        shapes = self._read_shapes(self.input_size)
         self.final_self_query = final_stage.get('self_query', True)
-        self.feature_losses = nn.ModuleDict({
-            name: MODELS.build(
-                dict(
-                    type='DualViewFeatureLoss',
-                    spatial_weight=cfg.get('spatial_weight', 0.08),
-                    frequency_weight=cfg.get('frequency_weight', 0.06)))
-            for name, cfg in stage_cfgs.items()
-        })
+        self.feature_losses = nn.ModuleDict()
+        for name, cfg in stage_cfgs.items():
+            try:
+                self.feature_losses[name] = MODELS.build(
+                    dict(
+                        type='DualViewFeatureLoss',
+                        spatial_weight=cfg.get('spatial_weight', 0.08),
+                        frequency_weight=cfg.get('frequency_weight', 0.06)))
+            except ValueError as error:
+                raise ValueError(f'`model.{name}_stage`: {error}') from None
+        self._check_stages_compute_something()
         self.projectors = nn.ModuleDict()
         for name, cfg in stage_cfgs.items():
             self._build_projectors(name, cfg, shapes)
-        self._register_state_dict_hook(_drop_teacher_state)
-        self._register_load_state_dict_pre_hook(self._restore_teacher_state)
+        # What the weights' names and shapes do not show; recorded in
+        # training checkpoints and compared when one is loaded.
+        self.architecture = {
+            f'{name}_stage.{key}': cfg.get(key, default)
+            for name, cfg in stage_cfgs.items()
+            for key, default in (('student_tap', None), ('teacher_split',
+                                                         None),
+                                 ('num_heads', None), ('self_query', True))
+            if not (name == 'final' and key == 'teacher_split')
+        }
+        self._register_load_state_dict_pre_hook(self._drop_teacher_entries)
 
     # ------------------------------------------------------------ building
+    def _check_stages_compute_something(self) -> None:
+        """A stage whose losses are both off must still feed another one."""
+        if not self.distill_features:
+            return
+        if not self._views('final'):
+            raise ValueError(
+                '`model.final_stage.spatial_weight` and `frequency_weight` '
+                'are both 0, so the final stage computes nothing. Give one '
+                'a weight > 0, or leave out both stages for logit '
+                'distillation only.')
+        if not self._views('perception'):
+            raise ValueError(
+                '`model.perception_stage.spatial_weight` and '
+                '`frequency_weight` are both 0 and '
+                '`model.final_stage.self_query=True` (learned queries), so '
+                'the perception stage computes nothing. Give one weight > 0, '
+                'or set `final_stage.self_query=False` to use the stage only '
+                'as the source of the final queries.')
+
+    def architecture_differences(self, recorded) -> List[str]:
+        """How a checkpoint's recorded :attr:`architecture` differs."""
+        if not isinstance(recorded, dict):
+            return [f'its recorded architecture is {recorded!r}']
+        return [
+            f'`model.{key}` is {recorded.get(key)!r} in the checkpoint and '
+            f'{self.architecture.get(key)!r} in the config'
+            for key in sorted(set(recorded) | set(self.architecture))
+            if recorded.get(key) != self.architecture.get(key)
+        ]
+
     def _register_tap(self, stage: str, module_name: str) -> None:
         modules = dict(self.student.named_modules())
         if module_name not in modules:
@@ -233,10 +284,8 @@ class ScaleKDDistiller(BaseModel):
         self._taps[stage] = output
 
     @torch.no_grad()
-    def _read_shapes(self, input_size) -> Dict[str, tuple]:
+    def _read_shapes(self, input_size: Tuple[int, int]) -> Dict[str, tuple]:
         """Channel counts and spatial sizes from one forward of both nets."""
-        if isinstance(input_size, int):
-            input_size = (input_size, input_size)
         was_training = self.student.training
         self.student.eval()
         dummy = torch.zeros(1, self.input_channels, *input_size)
@@ -333,25 +382,42 @@ class ScaleKDDistiller(BaseModel):
         of CNN teachers), so the student would chase noise.
         """
         super().train(mode)
-        if self.keep_teacher_eval:
-            self.teacher.eval()
+        self.teacher.train(mode and not self.keep_teacher_eval)
         return self
 
-    def _restore_teacher_state(self, state_dict, prefix, *args) -> None:
-        """Training checkpoints leave the teacher out; keep the loaded one.
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .half() ... reach the held teacher too.
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        return self
 
-        The teacher is always (re)loaded from ``model.teacher.checkpoint``,
-        so a training checkpoint never overrides it.
+    def __deepcopy__(self, memo: dict) -> 'ScaleKDDistiller':
+        """A copy (e.g. mmengine's EMA model) shares the frozen teacher.
+
+        The teacher never changes, so a second one would only cost memory
+        (hundreds of MB for a large ViT).
         """
-        teacher_prefix = prefix + 'teacher.'
-        stale = [k for k in state_dict if k.startswith(teacher_prefix)]
+        memo[id(self.teacher)] = self.teacher
+        duplicate = self.__class__.__new__(self.__class__)
+        memo[id(self)] = duplicate
+        for key, value in self.__dict__.items():
+            object.__setattr__(duplicate, key, copy.deepcopy(value, memo))
+        return duplicate
+
+    def _drop_teacher_entries(self, state_dict, prefix, *args) -> None:
+        """A state dict with the teacher's weights loads without them.
+
+        The teacher always comes from ``model.teacher.checkpoint``, so a
+        training checkpoint never overrides it.
+        """
+        stale = [k for k in state_dict if k.startswith(prefix + 'teacher.')]
         if stale:
             print_log(
                 f'Ignoring {len(stale)} teacher entries in the checkpoint: '
                 'the teacher comes from `model.teacher.checkpoint`.',
                 logger='current', level=30)
-        for key, value in self.teacher.state_dict().items():
-            state_dict[teacher_prefix + key] = value
+        for key in stale:
+            del state_dict[key]
 
     # ------------------------------------------------------------ forward
     def forward(self,
@@ -384,6 +450,13 @@ class ScaleKDDistiller(BaseModel):
                 '(`model.input_channels`): load images as RGB '
                 "(LoadImageFromFile with color_type='color') or build both "
                 'networks for the images you have.')
+        if tuple(inputs.shape[-2:]) != self.input_size:
+            raise ValueError(
+                f'The training images are {tuple(inputs.shape[-2:])} '
+                f'(height, width) but `model.input_size={self.input_size}`, '
+                'the size the projectors were built for. Set '
+                f'`model.input_size={tuple(inputs.shape[-2:])}` or make the '
+                'training pipeline crop to the input size.')
         with torch.no_grad():
             if self.distill_features:
                 teacher: TeacherOutputs = self.teacher_adapter(inputs)
@@ -406,8 +479,28 @@ class ScaleKDDistiller(BaseModel):
             losses['loss_kd'] = self.logit_kd(logits, teacher_logits)
         if self.distill_features:
             losses.update(self._scalekd_losses(teacher, taps))
-        _check_finite(losses)
         return losses
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]):
+        """mmengine's sum of the loss terms, recording which are finite.
+
+        No device synchronisation here: :class:`FiniteCheckHook` reads the
+        record right before the optimizer step (across all processes), so a
+        non-finite term stops every rank in the same iteration instead of
+        one rank raising while the others wait in the gradient all-reduce.
+        """
+        loss, log_vars = super().parse_losses(losses)
+        names = [k for k in losses if 'loss' in k]
+        values = torch.stack([
+            sum(v.detach().float().sum() for v in (
+                losses[k] if isinstance(losses[k], (list, tuple)) else
+                [losses[k]])) for k in names
+        ])
+        flags = ~torch.isfinite(values)
+        if self.loss_terms is not None:  # accumulating gradients
+            flags = flags | self.loss_terms[1]
+        self.loss_terms = (names, flags, values)
+        return loss, log_vars
 
     def _scalekd_losses(self, teacher: TeacherOutputs,
                         taps: Dict[str, torch.Tensor]
@@ -498,35 +591,3 @@ class ScaleKDDistiller(BaseModel):
             for key, value in values.items()
         }
 
-
-def _check_finite(losses: Dict[str, torch.Tensor]) -> None:
-    """Stop the run at the first non-finite loss term, naming it.
-
-    Raising here, before the backward pass and the optimizer step, keeps the
-    weights (and so every checkpoint written so far) finite. One stacked
-    check costs a single device synchronisation per iteration.
-    """
-    terms = {k: v for k, v in losses.items() if 'loss' in k}
-    values = torch.stack([v.detach().float().reshape(()) for v in
-                          terms.values()])
-    if bool(torch.isfinite(values).all()):
-        return
-    bad = [k for k, v in zip(terms, values.tolist()) if not math.isfinite(v)]
-    iteration = MessageHub.get_current_instance().get_info('iter')
-    raise FloatingPointError(
-        f'Non-finite loss at iteration {iteration}: {bad} '
-        f'({", ".join(f"{k}={terms[k].item()}" for k in bad)}). Training '
-        'stopped before the optimizer step; the last checkpoint is intact. '
-        'Lower the learning rate or use gradient clipping '
-        '(optim_wrapper.clip_grad) and resume from it.')
-
-
-def _drop_teacher_state(module, state_dict, prefix, local_metadata):
-    """Leave the frozen teacher out of training checkpoints.
-
-    It is hundreds of MB that never change and are reloaded from
-    ``model.teacher.checkpoint``.
-    """
-    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-        del state_dict[key]
-    return state_dict

@@ -1,4 +1,5 @@
 """Dual-view feature mimicking (method section 2)."""
+import math
 from typing import Dict, Optional
 
 import torch
@@ -42,10 +43,12 @@ class DualViewFeatureLoss(nn.Module):
         super().__init__()
         for key, value in (('spatial_weight', spatial_weight),
                            ('frequency_weight', frequency_weight)):
-            if value < 0:
+            if not (isinstance(value, (int, float))
+                    and math.isfinite(value) and value >= 0):
                 raise ValueError(
-                    f'DualViewFeatureLoss `{key}={value}` is negative; loss '
-                    'weights must be >= 0 (0 switches the view off).')
+                    f'`{key}={value}` must be a finite number >= 0 (0 '
+                    'switches the view off; released configs use 0.08 and '
+                    '0.06).')
         self.spatial_weight = float(spatial_weight)
         self.frequency_weight = float(frequency_weight)
 

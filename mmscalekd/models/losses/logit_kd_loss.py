@@ -1,4 +1,6 @@
 """Logit distillation (method section 4)."""
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,9 +25,10 @@ class LogitKDLoss(nn.Module):
 
     def __init__(self, tau: float = 1.0, alpha: float = 0.5) -> None:
         super().__init__()
-        if not tau > 0:
+        if not (isinstance(tau, (int, float)) and math.isfinite(tau)
+                and tau > 0):
             raise ValueError(
-                f'LogitKDLoss `tau={tau}` must be > 0 (released configs use '
+                f'LogitKDLoss `tau={tau}` must be a finite number > 0 (released configs use '
                 '1.0).')
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(

@@ -1,4 +1,5 @@
 """Cross attention projector (method section 1)."""
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -140,6 +141,12 @@ class CrossAttentionProjector(nn.Module):
             raise ValueError(
                 f'`num_heads={num_heads}` does not divide the teacher width '
                 f'{teacher_channels}; pick a divisor of {teacher_channels}.')
+        if not (isinstance(softmax_scale, (int, float))
+                and math.isfinite(softmax_scale) and softmax_scale > 0):
+            raise ValueError(
+                f'`softmax_scale={softmax_scale}` must be a finite number > 0 '
+                '(it multiplies the attention logits; released configs use '
+                '5.0).')
         self.student_channels = student_channels
         self.teacher_channels = teacher_channels
         self.student_size = _pair(student_size)

@@ -1,0 +1,208 @@
+"""Faults in the data, reported with the file and the config key."""
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmpretrain.registry import HOOKS
+
+__all__ = ['DataCheckHook', 'DataError']
+
+
+class DataError(ValueError):
+    """A sample of a dataset cannot be used; the message names it."""
+
+
+def _classifier_head(model):
+    """The classification head and the config key of its class count."""
+    student = getattr(model, 'student', None)
+    if student is not None and hasattr(student, 'head'):
+        return student.head, 'model.student.head.num_classes'
+    return getattr(model, 'head', None), 'model.head.num_classes'
+
+
+def _num_classes(head) -> Optional[int]:
+    num_classes = getattr(head, 'num_classes', None)
+    return num_classes if isinstance(num_classes, int) else None
+
+
+def _sample_name(sample, fallback) -> str:
+    path = sample.get('img_path') if hasattr(sample, 'get') else None
+    return str(path) if path else f'sample {fallback}'
+
+
+@HOOKS.register_module()
+class DataCheckHook(Hook):
+    """Refuse labels the model cannot predict and non-finite predictions.
+
+    Registered by :class:`ScaleKDRunner` in every run.
+
+    - Before training, the training set's labels are checked against the
+      head's ``num_classes`` (for datasets that list them), and each batch's
+      labels before it reaches the model: an out-of-range label would
+      otherwise index past the logits (a device-side assert on GPUs) or be
+      one-hot encoded into nothing by Mixup / CutMix.
+    - In validation and test, non-finite predictions (NaN pixels in the
+      data, or a diverged model) are an error: argmax over NaN scores picks
+      class 0 and quietly lowers the accuracy.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def _setup(self, runner):
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        head, self._key = _classifier_head(model)
+        self._num_classes = _num_classes(head)
+
+    # ------------------------------------------------------------- labels
+    def before_train(self, runner) -> None:
+        self._setup(runner)
+        dataset = runner.train_dataloader.dataset
+        get_gt_labels = getattr(dataset, 'get_gt_labels', None)
+        if self._num_classes is None or get_gt_labels is None:
+            return
+        try:
+            labels = np.asarray(get_gt_labels())
+        except (KeyError, TypeError, ValueError):
+            return  # a dataset without per-sample class indices
+        if labels.dtype.kind not in 'iu' or labels.ndim != 1:
+            return
+        bad = np.flatnonzero((labels < 0) | (labels >= self._num_classes))
+        if len(bad):
+            names = [
+                f'{_sample_name(dataset.get_data_info(int(i)), int(i))} '
+                f'(label {labels[i]})' for i in bad[:5]
+            ]
+            raise DataError(self._label_message(
+                len(bad), names, 'train_dataloader.dataset'))
+
+    def _label_message(self, count: int, names: Sequence[str],
+                       where: str) -> str:
+        return (f'{count} sample(s) of `{where}` have labels outside [0, '
+                f'{self._num_classes}), the classes of `{self._key}='
+                f'{self._num_classes}`: {list(names)}. Fix their labels in '
+                'the annotation file, or set `num_classes` (head and '
+                '`data_preprocessor`) to the number of classes of the data.')
+
+    def _check_labels(self, data_batch, where: str) -> None:
+        if self._num_classes is None or not isinstance(data_batch, dict):
+            return
+        bad = []
+        for index, sample in enumerate(data_batch.get('data_samples') or []):
+            label = getattr(sample, 'gt_label', None)
+            if label is None:
+                continue
+            label = torch.as_tensor(label)
+            if label.numel() and bool(((label < 0) |
+                                       (label >= self._num_classes)).any()):
+                bad.append(f'{_sample_name(sample.metainfo, index)} '
+                           f'(label {label.tolist()})')
+        if bad:
+            raise DataError(self._label_message(len(bad), bad[:5], where))
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        self._check_labels(data_batch, 'train_dataloader.dataset')
+
+    def before_val(self, runner) -> None:
+        self._setup(runner)
+
+    def before_test(self, runner) -> None:
+        self._setup(runner)
+
+    def before_val_iter(self, runner, batch_idx: int,
+                        data_batch=None) -> None:
+        self._check_labels(data_batch, 'val_dataloader.dataset')
+
+    def before_test_iter(self, runner, batch_idx: int,
+                         data_batch=None) -> None:
+        self._check_labels(data_batch, 'test_dataloader.dataset')
+
+    # -------------------------------------------------------- predictions
+    def _check_predictions(self, data_batch, outputs, where: str) -> None:
+        bad = []
+        for index, sample in enumerate(outputs or []):
+            score = getattr(sample, 'pred_score', None)
+            if score is not None and not bool(torch.isfinite(score).all()):
+                bad.append(_sample_name(sample.metainfo, index))
+        if not bad:
+            return
+        inputs = data_batch.get('inputs') if isinstance(data_batch,
+                                                        dict) else None
+        nan_pixels = any(
+            isinstance(x, torch.Tensor) and x.is_floating_point()
+            and not bool(torch.isfinite(x).all())
+            for x in (inputs if isinstance(inputs, (list, tuple)) else
+                      [inputs]))
+        cause = ('the images themselves hold NaN/Inf pixels: fix the data '
+                 'or its loading pipeline' if nan_pixels else
+                 'the images are finite, so the model itself gives NaN/Inf '
+                 '(check the checkpoint)')
+        raise DataError(
+            f'Non-finite predictions for {len(bad)} image(s) of `{where}`: '
+            f'{bad[:5]}; {cause}. An accuracy computed over them would be '
+            'quietly wrong.')
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None,
+                       outputs=None) -> None:
+        self._check_predictions(data_batch, outputs, 'val_dataloader.dataset')
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+                        outputs=None) -> None:
+        self._check_predictions(data_batch, outputs,
+                                'test_dataloader.dataset')
+
+
+class ReportingDataset(torch.utils.data.Dataset):
+    """A dataset whose failing samples name their file and the config key.
+
+    A sample that cannot be loaded (an unreadable or corrupt image) raises
+    deep in a data-loader worker with the pipeline's own message; here it
+    becomes a :class:`DataError` naming the file, the index and the
+    dataset's config key. Everything else is the wrapped dataset's.
+
+    Args:
+        dataset: the built dataset.
+        key (str): its config key, e.g. ``'train_dataloader.dataset'``.
+    """
+
+    def __init__(self, dataset, key: str) -> None:
+        self.dataset = dataset
+        self.key = key
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except Exception as error:  # noqa: BLE001 (re-raised, named)
+            raise DataError(self._message(index, error)) from error
+
+    def _message(self, index, error) -> str:
+        try:
+            name = _sample_name(self.dataset.get_data_info(index), index)
+        except Exception:  # noqa: BLE001 (best effort for the message)
+            name = f'sample {index}'
+        where = ', '.join(
+            f'{attr}={getattr(self.dataset, attr)!r}'
+            for attr in ('data_root', 'ann_file')
+            if getattr(self.dataset, attr, None))
+        return (f'Cannot load {name} (index {index}) of `{self.key}` '
+                f'({type(self.dataset).__name__}{", " + where if where else ""}'
+                f'): {type(error).__name__}: {error}. Replace the file, or '
+                'remove it from the dataset (its line in the annotation '
+                'file).')
+
+    def __getattr__(self, name: str):
+        if name in ('dataset', 'key'):  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __deepcopy__(self, memo):
+        # mmengine deep-copies a data loader config before building it; the
+        # dataset is already built (and may list a million samples).
+        return self
