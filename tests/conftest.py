@@ -90,9 +90,10 @@ def run_command(cmd, check=True, **kwargs):
                                     os.environ.get('PYTHONPATH', '')]),
         PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
         PYTHON=sys.executable)
+    kwargs.setdefault('timeout', 600)
     result = subprocess.run(
         cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=600, **kwargs)
+        **kwargs)
     if check:
         assert result.returncode == 0, (
             result.stdout[-3000:] + result.stderr[-5000:])

@@ -3,6 +3,8 @@
     python fault_injection.py WORK_DIR --kill-at-iter 9
     python fault_injection.py WORK_DIR --kill-while-saving 2
     python fault_injection.py WORK_DIR --nan-at-iter 9
+    torchrun --nproc_per_node 2 fault_injection.py WORK_DIR \
+        --launcher pytorch --nan-at-iter 3 --nan-rank 1
 
 The process kills itself with SIGKILL (as a pre-empted or dying node would),
 or a weight turns NaN, at the given point. Everything else is the real
@@ -38,12 +40,15 @@ class KillAtIter(Hook):
 
 
 class NaNAtIter(Hook):
+    """Poison a weight of this process's model copy (all ranks, or one)."""
 
-    def __init__(self, iteration):
+    def __init__(self, iteration, rank=None):
         self.iteration = iteration
+        self.rank = rank
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter == self.iteration:
+        from mmengine.dist import get_rank
+        if runner.iter == self.iteration and self.rank in (None, get_rank()):
             model = runner.model.module if hasattr(runner.model,
                                                    'module') else runner.model
             with torch.no_grad():
@@ -72,18 +77,21 @@ def main():
     parser.add_argument('--kill-at-iter', type=int)
     parser.add_argument('--kill-while-saving', type=int)
     parser.add_argument('--nan-at-iter', type=int)
+    parser.add_argument('--nan-rank', type=int)
     parser.add_argument('--teacher-checkpoint')
+    parser.add_argument('--launcher', default='none')
     args = parser.parse_args()
 
     cfg = Config.fromfile(SMOKE_CONFIG)
     cfg.work_dir = args.work_dir
+    cfg.launcher = args.launcher
     if args.teacher_checkpoint:
         cfg.model.teacher.checkpoint = args.teacher_checkpoint
     runner = RUNNERS.build(cfg)
     if args.kill_at_iter is not None:
         runner.register_hook(KillAtIter(args.kill_at_iter))
     if args.nan_at_iter is not None:
-        runner.register_hook(NaNAtIter(args.nan_at_iter))
+        runner.register_hook(NaNAtIter(args.nan_at_iter, args.nan_rank))
     if args.kill_while_saving is not None:
         kill_while_saving(args.kill_while_saving)
     runner.train()

@@ -1,0 +1,144 @@
+"""A bad step never reaches the weights or the "last good" checkpoint."""
+import os.path as osp
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+
+from mmscalekd.engine import FiniteCheckHook
+from mmscalekd.utils import MMENGINE_CHECKPOINT_GLOBALS
+from tests.conftest import (REPO_ROOT, build_runner, run_command, run_log,
+                            smoke_config)
+
+DRIVER = osp.join(osp.dirname(__file__), 'fault_injection.py')
+
+
+@OPTIM_WRAPPERS.register_module()
+class CPULossScalingOptimWrapper(AmpOptimWrapper):
+    """``AmpOptimWrapper`` with torch's CPU ``GradScaler``, without autocast.
+
+    mmengine builds ``AmpOptimWrapper`` on accelerators only; this keeps all
+    of its loss-scaling code (backward, step, state) and swaps in the CPU
+    scaler, so the skip-on-overflow path runs here as it runs under
+    ``--amp`` on a GPU.
+    """
+
+    def __init__(self, init_scale: float = 256.0, **kwargs):
+        OptimWrapper.__init__(self, **kwargs)
+        self._scale_update_param = None
+        self.cast_dtype = None
+        self.loss_scaler = torch.amp.GradScaler('cpu', init_scale=init_scale)
+
+    @contextmanager
+    def optim_context(self, model):
+        with OptimWrapper.optim_context(self, model):
+            yield
+
+
+class InfiniteGradients(Hook):
+    """Make one weight's gradient infinite in the given iterations (the loss
+    stays finite: an overflow in the backward pass)."""
+
+    def __init__(self, iterations):
+        self.iterations = set(iterations)
+        self._handle = None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        if runner.iter in self.iterations:
+            weight = runner.model.student.backbone.conv1.weight
+            self._handle = weight.register_hook(
+                lambda grad: grad * float('inf'))
+
+
+def finite(module):
+    return all(bool(torch.isfinite(p).all())
+               for p in module.state_dict().values()
+               if isinstance(p, torch.Tensor) and p.is_floating_point())
+
+
+def test_non_finite_gradient_stops_before_the_step(tmp_path):
+    runner = build_runner(smoke_config(tmp_path, max_epochs=2))
+    runner.register_hook(InfiniteGradients([3]))
+    with pytest.raises(FloatingPointError) as error:
+        runner.train()
+    message = str(error.value)
+    assert 'Non-finite gradients at iteration 3' in message
+    assert 'student.backbone.conv1.weight' in message
+    assert 'every loss term was finite' in message
+    assert finite(runner.model)  # the step never happened
+    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
+        saved = torch.load(tmp_path / 'epoch_1.pth', weights_only=True)
+    assert finite_state(saved['state_dict'])
+    assert not osp.exists(tmp_path / 'epoch_2.pth')
+
+
+def finite_state(state_dict):
+    return all(bool(torch.isfinite(v).all()) for v in state_dict.values()
+               if v.is_floating_point())
+
+
+def loss_scaled_run(work_dir, bad_iterations, max_consecutive_skips=20):
+    runner = build_runner(
+        smoke_config(
+            work_dir, max_epochs=3,
+            optim_wrapper=dict(
+                type='CPULossScalingOptimWrapper',
+                optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
+            custom_hooks=[dict(type='FiniteCheckHook',
+                               max_consecutive_skips=max_consecutive_skips)]))
+    runner.register_hook(InfiniteGradients(bad_iterations))
+    return runner
+
+
+def test_loss_scaler_skips_a_transient_overflow(tmp_path):
+    runner = loss_scaled_run(tmp_path, bad_iterations=[1, 2])
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, FiniteCheckHook))
+    assert hook.skipped_steps == 2 and hook.consecutive_skips == 0
+    log = run_log(runner)
+    assert 'Iteration 1: non-finite gradients; the loss scaler skipped' in log
+    assert '(2 in a row, 2 in all' in log
+    assert runner.optim_wrapper.loss_scaler.get_scale() < 256.0
+    assert finite(runner.model) and runner.epoch == 3
+
+
+def test_loss_scaler_stops_after_consecutive_skips(tmp_path):
+    runner = loss_scaled_run(tmp_path, bad_iterations=[2, 3, 4],
+                             max_consecutive_skips=3)
+    with pytest.raises(FloatingPointError,
+                       match='skipped 3 steps in a row .iterations 2-4'):
+        runner.train()
+    assert finite(runner.model)
+
+
+def test_nan_on_one_rank_stops_every_rank_with_one_message(tmp_path):
+    """Before, the rank with the NaN raised alone and the other waited in
+    the gradient all-reduce until the 30-minute gloo timeout."""
+    command = [
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+        '2', '--master_port', '29533', DRIVER, str(tmp_path), '--launcher',
+        'pytorch', '--nan-at-iter', '4', '--nan-rank', '1'
+    ]
+    try:
+        result = run_command(command, check=False, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail('a rank hung after another rank saw a NaN')
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    message = "Non-finite loss at iteration 4: ['loss_cls'"
+    assert output.count(message) >= 2, output[-4000:]
+    assert '(rank 1)' in output
+    assert osp.isfile(tmp_path / 'epoch_1.pth')
+
+
+def test_config_of_the_hook_is_checked():
+    with pytest.raises(ValueError, match='max_consecutive_skips=0'):
+        FiniteCheckHook(max_consecutive_skips=0)
