@@ -1,15 +1,23 @@
 """One test per row of docs/errors.md: bad input fails early and clearly."""
+import os
 import os.path as osp
 import re
+import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from mmpretrain.registry import MODELS
+from mmpretrain.registry import MODELS, TRANSFORMS
 
+from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
-from tests.conftest import (REPO_ROOT, build_distiller, make_batch,
-                            tiny_resnet_student, tiny_swin_teacher)
+from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
+                            build_runner, load_tool, make_batch, run_command,
+                            smoke_config, tiny_resnet_student,
+                            tiny_swin_teacher)
 
 
 def _teacher_file(tmp_path, transform):
@@ -44,19 +52,28 @@ def _grayscale_step():
     distiller(**data, mode='loss')
 
 
-def _nan_step():
-    from mmengine.optim import build_optim_wrapper
-    distiller = build_distiller()
-    before = distiller.student.backbone.conv1.weight.clone()
-    with torch.no_grad():
-        distiller.student.head.fc.weight.fill_(float('nan'))
-    optim_wrapper = build_optim_wrapper(
-        distiller, dict(optimizer=dict(type='SGD', lr=0.1)))
+def _nan_step(tmp_path):
+    """A NaN loss in iteration 1 of a real run stops it before the step."""
+    from mmengine.hooks import Hook
+
+    class NaNHead(Hook):
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if runner.iter == 1:
+                with torch.no_grad():
+                    runner.model.student.head.fc.weight.fill_(float('nan'))
+
+    runner = build_runner(smoke_config(tmp_path))
+    runner.register_hook(NaNHead())
+    before = runner.model.student.backbone.conv1.weight.clone()
     try:
-        distiller.train_step(make_batch(), optim_wrapper)
+        runner.train()
     finally:
-        # raised before the optimizer step: the other weights are untouched
-        assert torch.equal(distiller.student.backbone.conv1.weight, before)
+        # raised before the optimizer step: the other weights are as they
+        # were after iteration 0
+        weight = runner.model.student.backbone.conv1.weight
+        assert bool(torch.isfinite(weight).all())
+        assert not torch.equal(weight, before)
 
 
 def _resnet_teacher():
@@ -79,6 +96,186 @@ def _without(key):
         MODELS.build(cfg)
 
     return build
+
+
+# ----------------------------------------------------- training checkpoints
+def _checkpoint(tmp_path, transform=lambda s: s, meta=None):
+    """A training checkpoint of the smoke distiller, edited."""
+    distiller = build_distiller()
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=transform(distiller.state_dict()),
+                    meta=dict(meta or dict(
+                        model_architecture=distiller.architecture))), path)
+    return str(path)
+
+
+def _test_with(tmp_path, checkpoint, **options):
+    """tools/test.py's path: a runner that loads CHECKPOINT, then tests."""
+    runner = build_runner(
+        smoke_config(tmp_path / 'test', load_from=checkpoint, **options))
+    runner.test()
+
+
+def _other_heads(tmp_path):
+    distiller = build_distiller()
+    return _test_with(tmp_path, _checkpoint(tmp_path, meta=dict(
+        model_architecture={**distiller.architecture,
+                            'final_stage.num_heads': 8})))
+
+
+def _extract_other_student(tmp_path):
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
+                              'extract_student.py'))
+    narrow = build_distiller(student={
+        **tiny_resnet_student(),
+        'backbone': dict(type='ResNet', depth=18, base_channels=8),
+        'head': dict(type='LinearClsHead', num_classes=4, in_channels=64)})
+    path = tmp_path / 'narrow.pth'
+    torch.save(dict(state_dict=narrow.state_dict(), meta=dict()), path)
+    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+
+
+def _vis_other_config(tmp_path):
+    from mmengine.config import Config
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
+                              'vis_projector_attention.py'))
+    path = _checkpoint(tmp_path, lambda s: {
+        k: v for k, v in s.items() if not k.startswith('projectors.final')})
+    tool.build_model(Config.fromfile(SMOKE_CONFIG), path)
+
+
+def _second_run(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, '-c',
+                                'import time; time.sleep(60)'])
+    try:
+        import json
+        os.makedirs(tmp_path / 'run')
+        with open(tmp_path / 'run' / 'run.lock', 'w') as f:
+            json.dump(dict(host=socket.gethostname(), pid=sleeper.pid,
+                           started='today', command='train.py'), f)
+        build_runner(smoke_config(tmp_path / 'run')).train()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _resume_with(tmp_path, first, then):
+    build_runner(smoke_config(tmp_path / 'run', **first)).train()
+    build_runner(smoke_config(tmp_path / 'run', max_epochs=2, resume=True,
+                              **then)).train()
+
+
+# ------------------------------------------------------------ teacher files
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _teacher_url(tmp_path, monkeypatch, name, serve=True):
+    from tests.test_engine.test_frozen_teacher import _Server
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+    if not serve:
+        return f'http://127.0.0.1:{_free_port()}/{name}'
+    root = tmp_path / 'www'
+    root.mkdir()
+    shutil.copy(_teacher_file(tmp_path, lambda s: s), root / name)
+    server = _Server(root)
+    globals()['_server'] = server  # closed by the test
+    return f'{server.url}/{name}'
+
+
+def _unreadable_teacher(tmp_path):
+    """A teacher file this user may not read (root reads anything: drop the
+    capability that lets it, where the system allows)."""
+    folder = tmp_path / 'shared'
+    folder.mkdir()
+    path = folder / 'teacher.pth'
+    shutil.copy(_teacher_file(tmp_path, lambda s: s), path)
+    os.chmod(path, 0)
+    if os.geteuid() != 0:
+        build_distiller(teacher=dict(checkpoint=str(path)))
+        return
+    if shutil.which('setpriv') is None:
+        pytest.skip('root without setpriv: every file is readable')
+    code = ('from tests.conftest import build_distiller\n'
+            f'build_distiller(teacher=dict(checkpoint={str(path)!r}))\n')
+    result = run_command(
+        ['setpriv', '--inh-caps=-dac_override,-dac_read_search',
+         '--bounding-set=-dac_override,-dac_read_search', sys.executable,
+         '-c', code], check=False)
+    raise CheckpointError(result.stderr.strip().splitlines()[-1])
+
+
+def _teacher_file_with(tmp_path, wrap):
+    torch.manual_seed(1)
+    state = MODELS.build(tiny_swin_teacher()).state_dict()
+    path = tmp_path / 'wrapped.pth'
+    torch.save(wrap(state), path)
+    return str(path)
+
+
+# --------------------------------------------------------------------- data
+def _image_dataset(tmp_path, labels, corrupt=()):
+    """A folder of PNG images with an annotation file."""
+    import numpy as np
+    from PIL import Image
+    root = tmp_path / 'images'
+    root.mkdir()
+    lines = []
+    for index, label in enumerate(labels):
+        name = f'img_{index}.png'
+        if index in corrupt:
+            (root / name).write_bytes(b'not an image')
+        else:
+            Image.fromarray(np.full((64, 64, 3), 40 * index % 255,
+                                    np.uint8)).save(root / name)
+        lines.append(f'{name} {label}')
+    (tmp_path / 'ann.txt').write_text('\n'.join(lines) + '\n')
+    return dict(type='CustomDataset', data_root=str(root),
+                ann_file=str(tmp_path / 'ann.txt'), with_label=True,
+                pipeline=[dict(type='LoadImageFromFile'),
+                          dict(type='PackInputs')])
+
+
+def _train_on(tmp_path, dataset):
+    build_runner(smoke_config(tmp_path / 'run', **{
+        'train_dataloader.dataset': dict(dataset, _delete_=True),
+        'train_dataloader.batch_size': 2})).train()
+
+
+@TRANSFORMS.register_module(force=True)
+class _NaNPixels:
+    """Test transform: a float image with one NaN pixel."""
+
+    def __call__(self, results):
+        import numpy as np
+        image = results['img'].astype(np.float32)
+        image[0, 0, 0] = float('nan')
+        results['img'] = image
+        return results
+
+
+def _evaluate_nan_pixels(tmp_path):
+    dataset = _image_dataset(tmp_path, [0, 1, 2, 3])
+    dataset['pipeline'].insert(1, dict(type='_NaNPixels'))
+    build_runner(smoke_config(tmp_path / 'test', **{
+        'test_dataloader.dataset': dict(dataset, _delete_=True),
+        'test_dataloader.batch_size': 4})).test()
+
+
+def _loss_scaled_divergence(tmp_path):
+    from tests.test_engine.test_finite_steps import loss_scaled_run
+    loss_scaled_run(tmp_path, bad_iterations=[0, 1], max_consecutive_skips=2
+                    ).train()
+
+
+def _infinite_gradient(tmp_path):
+    from tests.test_engine.test_finite_steps import InfiniteGradients
+    runner = build_runner(smoke_config(tmp_path))
+    runner.register_hook(InfiniteGradients([1]))
+    runner.train()
 
 
 # id -> (callable(tmp_path) raising, exception type, message regex)
@@ -138,10 +335,109 @@ CASES = {
             r'num_classes.*model\.logit_kd=None'),
     'E22': (lambda t: build_distiller(perception_stage=dict(self_query=False)),
             ValueError, r'perception_stage\.self_query'),
-    'E23': (lambda t: _nan_step(), FloatingPointError,
+    'E23': (lambda t: _nan_step(t), FloatingPointError,
             r'Non-finite loss at iteration .*loss_cls'),
     'E24': (lambda t: build_distiller(final_stage=dict(conv_impl='cudnn')),
             ValueError, r"model\.final_stage.*conv_impl='cudnn'.*'native'"),
+    'E25': (lambda t: _test_with(t, _checkpoint(t, lambda s: {
+        k: v for k, v in s.items() if not k.startswith('projectors.')})),
+            CheckpointError,
+            r"load_from='.*epoch_1\.pth'.*missing projector perception_spatial"
+            r'.*logit-KD or student-alone run'),
+    'E26': (lambda t: _test_with(t, _checkpoint(t, lambda s: {
+        k[len('student.'):]: v for k, v in s.items()
+        if k.startswith('student.')})), CheckpointError,
+            r"classifier alone.*init_cfg=dict\(type='Pretrained'"),
+    'E27': (lambda t: _test_with(t, _checkpoint(t), **{
+        'model.student.backbone.base_channels': 8,
+        'model.student.head.in_channels': 64}), CheckpointError,
+            r'other shapes: student\.backbone\.layer1\.0\.conv1\.weight: '
+            r'file \(16, 64, 3, 3\), model \(8, 64, 3, 3\)'),
+    'E28': (lambda t: _other_heads(t), CheckpointError,
+            r'model\.final_stage\.num_heads` is 8 in the checkpoint and 4 '
+            r'in the config'),
+    'E29': (lambda t: _extract_other_student(t), CheckpointError,
+            r"CHECKPOINT '.*narrow\.pth' \(its student\.\* weights\).*"
+            r'other shapes'),
+    'E30': (lambda t: _vis_other_config(t), CheckpointError,
+            r"CHECKPOINT '.*epoch_1\.pth'.*missing projector final_spatial"),
+    'E31': (lambda t: _second_run(t), WorkDirLockedError,
+            r'work dir .*run is in use by another training run: pid \d+ on '
+            r'host'),
+    'E32': (lambda t: _resume_with(t, {}, {
+        'optim_wrapper.paramwise_cfg': dict(norm_decay_mult=0.0)}),
+            CheckpointError, r'parameter group.*paramwise_cfg'),
+    'E33': (lambda t: _resume_with(t, dict(param_scheduler=[dict(
+        type='ReduceOnPlateauLR', monitor='loss', by_epoch=True)]), {
+            'param_scheduler': [dict(type='ReduceOnPlateauLR',
+                                     monitor='loss', by_epoch=True)],
+            'optim_wrapper.optimizer.lr': 0.01}), CheckpointError,
+            r'follow validation metrics.*load_from'),
+    'E34': (lambda t, mp: build_distiller(teacher=dict(
+        checkpoint=_teacher_url(t, mp, 'swin-1a2b3c4d.pth', serve=False))),
+            CheckpointError,
+            r'model\.teacher\.checkpoint=.http.*network error'),
+    'E35': (lambda t, mp: build_distiller(teacher=dict(
+        checkpoint=_teacher_url(t, mp, 'swin.pth')[:-4] + '-typo.pth')),
+            CheckpointError, r'server answered 404.*Check the URL'),
+    'E36': (lambda t, mp: build_distiller(teacher=dict(
+        checkpoint=_teacher_url(t, mp, 'swin_20261125-0badc0de.pth'))),
+            CheckpointError, r"SHA-256 does not start with '0badc0de'"),
+    'E37': (lambda t: build_distiller(teacher=dict(checkpoint=str(t))),
+            CheckpointError, r'model\.teacher\.checkpoint=.*is a directory'),
+    'E38': (lambda t: _unreadable_teacher(t), CheckpointError,
+            r'model\.teacher\.checkpoint=.*permission denied'),
+    'E39': (lambda t: build_distiller(teacher=dict(
+        checkpoint=_teacher_file_with(t, lambda s: dict(
+            model_a=s, model_b=s)))), CheckpointError,
+            r"several sets of weights \(\['model_a', 'model_b'\]\)"),
+    'E40': (lambda t: build_distiller(teacher=dict(
+        checkpoint=_teacher_file_with(t, lambda s: {
+            k.split('.', 1)[1]: v for k, v in s.items()}))), CheckpointError,
+            r'missing keys.*another layout.*model_converters'),
+    'E41': (lambda t: build_distiller(teacher=dict(
+        checkpoint=_teacher_file(t, lambda s: {
+            **s, 'head.fc.bias': torch.full_like(s['head.fc.bias'],
+                                                 float('nan'))}))),
+            CheckpointError, r"NaN or Inf values .*\['head\.fc\.bias'\]"),
+    'E42': (lambda t: build_distiller(perception_stage=dict(
+        spatial_weight=float('nan'))), ValueError,
+            r'model\.perception_stage.*spatial_weight=nan.*finite'),
+    'E43': (lambda t: build_distiller(final_stage=dict(
+        frequency_weight=float('inf'))), ValueError,
+            r'model\.final_stage.*frequency_weight=inf.*finite'),
+    'E44': (lambda t: build_distiller(final_stage=dict(softmax_scale=0)),
+            ValueError, r'model\.final_stage.*softmax_scale=0.*> 0'),
+    'E45': (lambda t: build_distiller(
+        perception_stage=dict(spatial_weight=0, frequency_weight=0),
+        final_stage=dict(self_query=True)), ValueError,
+            r'perception_stage\.spatial_weight.*both 0.*self_query=True'),
+    'E46': (lambda t: build_distiller(
+        final_stage=dict(spatial_weight=0, frequency_weight=0)), ValueError,
+            r'final_stage\.spatial_weight.*both 0'),
+    'E47': (lambda t: build_runner(smoke_config(t, **{
+        'train_dataloader.dataset.image_size': 96})).train(), ValueError,
+            r'images are \(96, 96\).*model\.input_size=\(64, 64\)'),
+    'E48': (lambda t: _train_on(t, _image_dataset(t, [0, 1, 7, 2])),
+            DataError,
+            r'train_dataloader\.dataset.*model\.student\.head\.num_classes=4'
+            r'.*img_2\.png \(label 7\)'),
+    'E49': (lambda t: _train_on(t, _image_dataset(t, [0, 1, 2, 3],
+                                                  corrupt=[1])), DataError,
+            r'Cannot load .*img_1\.png .*train_dataloader\.dataset'),
+    'E50': (lambda t: _evaluate_nan_pixels(t), DataError,
+            r'Non-finite predictions .*test_dataloader\.dataset.*img_0\.png'
+            r'.*NaN/Inf pixels'),
+    'E51': (lambda t: _loss_scaled_divergence(t), FloatingPointError,
+            r'loss scaler skipped 2 steps in a row.*max_consecutive_skips=2'),
+    'E52': (lambda t: _infinite_gradient(t), FloatingPointError,
+            r'Non-finite gradients at iteration 1.*conv1\.weight'),
+    'E53': (lambda t: build_distiller(logit_kd=dict(
+        type='LogitKDLoss', tau=float('inf'))), ValueError,
+            r'tau=inf.*finite'),
+    'E54': (lambda t: build_runner(smoke_config(
+        t, work_dir_lock=dict(stale_after=10, refresh_every=30))).train(),
+            ValueError, r'work_dir_lock\.refresh_every=30.*stale_after=10'),
 }
 
 
@@ -149,13 +445,19 @@ def test_table_and_tests_list_the_same_rows():
     with open(osp.join(REPO_ROOT, 'docs', 'errors.md')) as f:
         documented = set(re.findall(r'^\| (E\d\d) \|', f.read(), re.M))
     assert documented == set(CASES)
-    assert len(documented) >= 15
+    assert len(documented) >= 40
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
-def test_bad_input_fails_with_a_clear_message(case, tmp_path):
+def test_bad_input_fails_with_a_clear_message(case, tmp_path, monkeypatch):
     action, error, message = CASES[case]
-    with pytest.raises(error) as info:
-        action(tmp_path)
+    arguments = (tmp_path, monkeypatch)[:action.__code__.co_argcount]
+    try:
+        with pytest.raises(error) as info:
+            action(*arguments)
+    finally:
+        server = globals().pop('_server', None)
+        if server is not None:
+            server.close()
     assert re.search(message, str(info.value), re.S), str(info.value)
     assert not (tmp_path / 'pwned').exists()
