@@ -78,3 +78,32 @@ def test_getattr_stand_in_only_reaches_history_buffer_methods():
                         (HistoryBuffer, '_statistics_methods')):
         with pytest.raises(pickle.UnpicklingError, match='Refused'):
             _history_buffer_method(owner, name)
+
+
+def _weights():
+    return {'backbone.w': torch.randn(2, 3), 'head.b': torch.zeros(2)}
+
+
+def test_weights_under_model_are_unwrapped(tmp_path):
+    """DeiT and many timm releases keep the weights under 'model'."""
+    weights = _weights()
+    torch.save({'model': weights, 'epoch': 300}, tmp_path / 'deit.pth')
+    loaded = load_state_dict_file(str(tmp_path / 'deit.pth'), key='k')
+    assert loaded.keys() == weights.keys()
+    assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+
+
+def test_ddp_module_prefix_is_removed(tmp_path):
+    weights = _weights()
+    torch.save({f'module.{k}': v for k, v in weights.items()},
+               tmp_path / 'ddp.pth')
+    loaded = load_state_dict_file(str(tmp_path / 'ddp.pth'), key='k')
+    assert set(loaded) == set(weights)
+
+
+def test_a_partial_module_prefix_is_kept(tmp_path):
+    """Only a prefix on every key is DDP's; anything else is the model's."""
+    weights = {'module.w': torch.zeros(1), 'head.b': torch.zeros(1)}
+    torch.save(weights, tmp_path / 'mixed.pth')
+    assert set(load_state_dict_file(str(tmp_path / 'mixed.pth'),
+                                    key='k')) == set(weights)
