@@ -20,8 +20,9 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmscalekd.utils.checkpoint import CheckpointError
 from .hooks import DataCheckHook, FiniteCheckHook, ReportingDataset
 from .schedule import ScheduleSnapshot
-from .training_checkpoint import (check_model_weights, find_latest_checkpoint,
-                                  fsync_path, read_training_checkpoint,
+from .training_checkpoint import (check_model_weights, check_state_dict,
+                                  find_latest_checkpoint, fsync_path,
+                                  read_training_checkpoint,
                                   sanitize_runtime_info)
 from .work_dir_lock import WorkDirLock, WorkDirLockedError
 
@@ -175,6 +176,16 @@ class ScaleKDRunner(Runner):
             checkpoint['meta'].get('model_architecture')))
         state_dict._metadata = metadata
         checkpoint['state_dict'] = state_dict
+        if 'ema_state_dict' in checkpoint:
+            # mmengine's EMAHook loads it leniently: a mismatch would leave
+            # the averaged model (the one evaluated) partly random.
+            expected = {f'module.{k}': v
+                        for k, v in model.state_dict().items()}
+            ema = {k: v for k, v in checkpoint['ema_state_dict'].items()
+                   if k != 'steps' and not k.startswith('module.teacher.')}
+            check_state_dict(expected, ema,
+                             f'`{key}={filename!r}` (its ema_state_dict)',
+                             'the EMA model')
         if self._resume:
             self._sanitize_for_resume(checkpoint, filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
@@ -243,6 +254,9 @@ class ScaleKDRunner(Runner):
         loop = self.train_loop
         iters_per_epoch = len(self.train_dataloader) if isinstance(
             loop, EpochBasedTrainLoop) else None
+        self.logger.info(
+            f'Rebuilding the schedule of the config: stepping its schedulers '
+            f'through {loop._iter} iterations and {loop._epoch} epochs.')
         self._schedule.replay(self.optim_wrapper, self.param_schedulers,
                               loop._epoch, loop._iter, iters_per_epoch)
         lrs = sorted({g['lr'] for g in self.optim_wrapper.param_groups})

@@ -23,7 +23,8 @@ from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
                                         read_checkpoint)
 
 __all__ = [
-    'check_model_weights', 'find_latest_checkpoint', 'fsync_path',
+    'check_model_weights', 'check_state_dict', 'find_latest_checkpoint',
+    'fsync_path',
     'read_training_checkpoint', 'sanitize_runtime_info'
 ]
 
@@ -97,7 +98,7 @@ def read_training_checkpoint(path: str, key: str,
         print_log(
             f'`{key}={path!r}`: ignoring meta.config (a config as Python '
             'text, which this package never executes).', logger='current')
-    for field in ('epoch', 'iter'):
+    for field in ('epoch', 'iter', 'seed'):
         value = meta.get(field)
         if value is not None and not (isinstance(value, int)
                                       and not isinstance(value, bool)
@@ -189,6 +190,8 @@ def _path_in(value, dirs: List[str]) -> Optional[str]:
 def _part(key: str) -> str:
     """The part of a (distiller or classifier) model a weight belongs to."""
     names = key.split('.')
+    if names[0] == 'module':  # an EMA model's copy of the model
+        names = names[1:]
     if names[0] == 'student' and len(names) > 1:
         return f'student {names[1]}'
     if names[0] == 'projectors' and len(names) > 1:
@@ -253,15 +256,6 @@ def check_model_weights(model: torch.nn.Module, state_dict: dict,
         CheckpointError: naming the missing / extra / mis-shaped parts, the
             architecture keys that differ, and the file.
     """
-    expected = model.state_dict()
-    teacher = [k for k in state_dict if k.startswith('teacher.')]
-    if teacher and not any(k.startswith('teacher.') for k in expected):
-        print_log(
-            f'{source}: ignoring {len(teacher)} teacher entries in the '
-            'file; the teacher comes from `model.teacher.checkpoint`.',
-            logger='current', level=30)
-        state_dict = {k: v for k, v in state_dict.items()
-                      if not k.startswith('teacher.')}
     differences_from = getattr(model, 'architecture_differences', None)
     if differences_from is not None:
         if architecture is None:
@@ -276,6 +270,21 @@ def check_model_weights(model: torch.nn.Module, state_dict: dict,
                     f'{source} was trained with another model config: ' +
                     '; '.join(differences) + '. Use the config it was '
                     'trained with (or start a new run).')
+    return check_state_dict(model.state_dict(), state_dict, source,
+                            type(model).__name__)
+
+
+def check_state_dict(expected: dict, state_dict: dict, source: str,
+                     model_name: str = 'the model') -> dict:
+    """:func:`check_model_weights` for a model given by its state dict."""
+    teacher = [k for k in state_dict if k.startswith('teacher.')]
+    if teacher and not any(k.startswith('teacher.') for k in expected):
+        print_log(
+            f'{source}: ignoring {len(teacher)} teacher entries in the '
+            'file; the teacher comes from `model.teacher.checkpoint`.',
+            logger='current', level=30)
+        state_dict = {k: v for k, v in state_dict.items()
+                      if not k.startswith('teacher.')}
     mismatch = describe_mismatch(expected, state_dict)
     problems = []
     if mismatch['missing']:
@@ -288,7 +297,7 @@ def check_model_weights(model: torch.nn.Module, state_dict: dict,
     if problems:
         raise CheckpointError(
             f'{source} does not hold the weights of this model '
-            f'({type(model).__name__}): ' + '; '.join(problems) + '.' +
+            f'({model_name}): ' + '; '.join(problems) + '.' +
             _hint(expected, state_dict))
     return state_dict
 

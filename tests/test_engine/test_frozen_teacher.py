@@ -63,6 +63,16 @@ def test_ema_averages_student_and_projectors_only(tmp_path):
                                         custom_hooks=ema, resume=True))
     resumed.train()
     assert 'resumed epoch: 1' in run_log(resumed)
+    # mmengine loads the EMA state leniently; a partial one is refused.
+    saved['ema_state_dict'] = {
+        k: v for k, v in saved['ema_state_dict'].items()
+        if not k.startswith('module.projectors.final_spatial.')}
+    torch.save(saved, tmp_path / 'partial_ema.pth')
+    with pytest.raises(CheckpointError, match=r'ema_state_dict.*missing '
+                       r'projector final_spatial'):
+        build_runner(smoke_config(
+            tmp_path / 'again', max_epochs=2, custom_hooks=ema, resume=True,
+            load_from=str(tmp_path / 'partial_ema.pth'))).train()
 
 
 # ------------------------------------------------------------------- DDP
