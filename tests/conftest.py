@@ -125,6 +125,22 @@ def smoke_config(work_dir, num_samples=64, max_epochs=1, validate=False,
     return cfg
 
 
+def load_checkpoint(path):
+    """A training checkpoint, read as training code reads it."""
+    from mmscalekd.utils import MMENGINE_CHECKPOINT_GLOBALS
+    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
+        return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(scope='session')
+def one_epoch_run(tmp_path_factory):
+    """Work dir of a one-epoch smoke run (epoch_1.pth), shared: read it,
+    copy it, never change it."""
+    work_dir = tmp_path_factory.mktemp('one_epoch_run')
+    build_runner(smoke_config(work_dir, max_epochs=1)).train()
+    return work_dir
+
+
 def build_runner(cfg):
     from mmengine.registry import RUNNERS
     return RUNNERS.build(cfg)

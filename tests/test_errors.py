@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from mmpretrain.registry import MODELS, TRANSFORMS
+from mmpretrain.registry import MODELS
 
 from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
@@ -245,21 +245,10 @@ def _train_on(tmp_path, dataset):
         'train_dataloader.batch_size': 2})).train()
 
 
-@TRANSFORMS.register_module(force=True)
-class _NaNPixels:
-    """Test transform: a float image with one NaN pixel."""
-
-    def __call__(self, results):
-        import numpy as np
-        image = results['img'].astype(np.float32)
-        image[0, 0, 0] = float('nan')
-        results['img'] = image
-        return results
-
-
 def _evaluate_nan_pixels(tmp_path):
     dataset = _image_dataset(tmp_path, [0, 1, 2, 3])
-    dataset['pipeline'].insert(1, dict(type='_NaNPixels'))
+    import tests.test_engine.test_data_checks  # noqa: F401 (_NaNImage)
+    dataset['pipeline'].insert(1, dict(type='_NaNImage'))
     build_runner(smoke_config(tmp_path / 'test', **{
         'test_dataloader.dataset': dict(dataset, _delete_=True),
         'test_dataloader.batch_size': 4})).test()

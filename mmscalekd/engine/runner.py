@@ -86,20 +86,27 @@ class ScaleKDRunner(Runner):
             super().dump_config()
 
     def _lock_work_dir(self) -> None:
+        """Rank 0 takes the lock; every rank learns the outcome, so a
+        refusal stops all of them instead of leaving some waiting."""
         options = self.cfg.get('work_dir_lock', dict())
+        if options is None:
+            return
+        lock = WorkDirLock(self.work_dir, **options)  # options checked
         error = None
-        if options is not None and is_main_process():
-            self._work_dir_lock = WorkDirLock(self.work_dir, **options)
+        if is_main_process():
             try:
-                self._work_dir_lock.acquire()
-            except WorkDirLockedError as refused:
-                self._work_dir_lock, error = None, str(refused)
+                lock.acquire()
+                self._work_dir_lock = lock
+            except Exception as refused:  # noqa: BLE001 (shared, re-raised)
+                error = (type(refused).__name__, str(refused))
         if is_distributed():
             shared = [error]
             broadcast_object_list(shared)
             error = shared[0]
         if error:
-            raise WorkDirLockedError(error)
+            kind, message = error
+            raise (WorkDirLockedError if kind == 'WorkDirLockedError' else
+                   RuntimeError)(message)
 
     @master_only
     def _remove_partial_checkpoints(self) -> None:
@@ -287,19 +294,21 @@ class ScaleKDRunner(Runner):
         self._has_loaded = True
 
     # ------------------------------------------------------ data loaders
-    @staticmethod
-    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        """mmengine's data loader, whose failing samples name their file."""
+    def build_dataloader(self, dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's data loader, whose failing samples name their file
+        and config key (see :class:`ReportingDataset`)."""
         if isinstance(dataloader, dict) and isinstance(
                 dataloader.get('dataset'), dict):
+            split = next((name for name in ('train', 'val', 'test')
+                          if dataloader is getattr(self, f'_{name}_dataloader',
+                                                   None)), None)
             dataloader = copy.copy(dataloader)
             dataset = DATASETS.build(dataloader['dataset'])
             if hasattr(dataset, 'full_init'):
                 dataset.full_init()
-            split = 'val/test' if getattr(dataset, 'test_mode',
-                                          False) else 'train'
             dataloader['dataset'] = ReportingDataset(
-                dataset, f'{split}_dataloader.dataset')
+                dataset, f'{split}_dataloader.dataset' if split else
+                'the dataset of a data loader')
         return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
 
     # --------------------------------------------------- CPU processes

@@ -14,21 +14,15 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from mmscalekd.engine.training_checkpoint import read_training_checkpoint
-from mmscalekd.utils import MMENGINE_CHECKPOINT_GLOBALS, CheckpointError
-from tests.conftest import build_runner, run_log, smoke_config
+from mmscalekd.utils import CheckpointError
+from tests.conftest import (build_runner, load_checkpoint, run_log,
+                            smoke_config)
 
 
-def load(path):
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        return torch.load(path, weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def first_epoch(tmp_path_factory):
+@pytest.fixture
+def first_epoch(one_epoch_run):
     """A real one-epoch checkpoint to craft from."""
-    work_dir = tmp_path_factory.mktemp('first_epoch')
-    build_runner(smoke_config(work_dir, max_epochs=1)).train()
-    return load(osp.join(work_dir, 'epoch_1.pth'))
+    return load_checkpoint(osp.join(one_epoch_run, 'epoch_1.pth'))
 
 
 def resume(tmp_path, checkpoint, **options):
@@ -153,4 +147,4 @@ def test_loaded_buffers_are_mmengine_buffers(first_epoch, tmp_path):
     torch.save(first_epoch, path)
     assert b'_CheckedHistoryBuffer' not in pickle.dumps(
         first_epoch['message_hub'])
-    assert load(path)['meta']['epoch'] == 1
+    assert load_checkpoint(path)['meta']['epoch'] == 1

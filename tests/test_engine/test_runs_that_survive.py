@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from mmscalekd.utils import MMENGINE_CHECKPOINT_GLOBALS
-from tests.conftest import SMOKE_CONFIG, run_command
+from tests.conftest import SMOKE_CONFIG, load_checkpoint, run_command
 
 DRIVER = osp.join(osp.dirname(__file__), 'fault_injection.py')
 # The smoke run: 3 epochs of 6 iterations, checkpoints after each epoch.
@@ -32,11 +31,6 @@ def train(work_dir, *extra):
         'tools/train.py', SMOKE_CONFIG, '--work-dir', work_dir,
         '--cfg-options', 'default_hooks.checkpoint.max_keep_ckpts=-1', *extra
     ])
-
-
-def load(path):
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        return torch.load(path, weights_only=True)
 
 
 def train_losses(work_dir):
@@ -79,8 +73,8 @@ def test_sigkill_mid_epoch_then_resume_is_exact(straight_run, tmp_path):
     assert 'resumed epoch: 1' in result.stdout + result.stderr
 
     assert_same_weights(
-        load(osp.join(work_dir, 'epoch_3.pth'))['state_dict'],
-        load(osp.join(straight_run, 'epoch_3.pth'))['state_dict'])
+        load_checkpoint(osp.join(work_dir, 'epoch_3.pth'))['state_dict'],
+        load_checkpoint(osp.join(straight_run, 'epoch_3.pth'))['state_dict'])
     straight, resumed = train_losses(straight_run), train_losses(work_dir)
     after_resume = [i for i in straight if i > ITERS_PER_EPOCH]
     assert after_resume
@@ -99,11 +93,11 @@ def test_kill_while_saving_leaves_no_broken_checkpoint(straight_run,
         latest = f.read().strip()
     # ... and "latest" is the complete epoch-1 checkpoint.
     assert latest.endswith('epoch_1.pth')
-    assert load(latest)['meta']['epoch'] == 1
+    assert load_checkpoint(latest)['meta']['epoch'] == 1
     train(work_dir, '--resume')
     assert_same_weights(
-        load(osp.join(work_dir, 'epoch_3.pth'))['state_dict'],
-        load(osp.join(straight_run, 'epoch_3.pth'))['state_dict'])
+        load_checkpoint(osp.join(work_dir, 'epoch_3.pth'))['state_dict'],
+        load_checkpoint(osp.join(straight_run, 'epoch_3.pth'))['state_dict'])
 
 
 @pytest.mark.slow
@@ -113,7 +107,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_last_checkpoint(tmp_path):
                  expect_failure=True)
     assert 'Non-finite loss at iteration 9' in result.stderr
     assert 'loss_cls' in result.stderr
-    checkpoint = load(osp.join(work_dir, 'epoch_1.pth'))
+    checkpoint = load_checkpoint(osp.join(work_dir, 'epoch_1.pth'))
     assert all(
         torch.isfinite(v).all() for v in checkpoint['state_dict'].values()
         if v.is_floating_point())
@@ -142,6 +136,6 @@ def test_teacher_is_bit_identical_after_a_run(tmp_path):
     trained = runner.model.teacher.state_dict()
     expected = teacher.state_dict()
     assert_same_weights(trained, expected)
-    saved = load(osp.join(cfg.work_dir, 'epoch_3.pth'))['state_dict']
+    saved = load_checkpoint(osp.join(cfg.work_dir, 'epoch_3.pth'))['state_dict']
     assert not any(k.startswith('teacher.') for k in saved)
     assert any(k.startswith('student.') for k in saved)

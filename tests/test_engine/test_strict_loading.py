@@ -2,32 +2,29 @@
 a user can pass one, naming the parts and the file; a resume with another
 config is refused before the first step."""
 import os.path as osp
+import shutil
 import sys
 
 import pytest
 import torch
 
-from mmscalekd.utils import MMENGINE_CHECKPOINT_GLOBALS, CheckpointError
-from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_runner, load_tool,
-                            run_command, smoke_config)
+from mmscalekd.utils import CheckpointError
+from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
+                            build_runner, load_checkpoint, load_tool,
+                            run_command, run_log, smoke_config)
 
 
-def load(path):
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        return torch.load(path, weights_only=True)
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """Work dir of a one-epoch smoke run: epoch_1.pth."""
-    work_dir = tmp_path_factory.mktemp('trained')
-    build_runner(smoke_config(work_dir, max_epochs=1)).train()
+@pytest.fixture
+def trained(one_epoch_run, tmp_path):
+    """A copy of a one-epoch run's work dir (epoch_1.pth), to resume in."""
+    work_dir = tmp_path / 'trained'
+    shutil.copytree(one_epoch_run, work_dir)
     return work_dir
 
 
 def without(trained, tmp_path, prefix):
     """epoch_1.pth without the weights under ``prefix``."""
-    checkpoint = load(trained / 'epoch_1.pth')
+    checkpoint = load_checkpoint(trained / 'epoch_1.pth')
     checkpoint['state_dict'] = {
         k: v for k, v in checkpoint['state_dict'].items()
         if not k.startswith(prefix)
@@ -61,7 +58,7 @@ def test_load_from_refuses_missing_projectors(trained, tmp_path):
 
 
 def test_a_student_alone_checkpoint_gets_a_hint(trained, tmp_path):
-    checkpoint = load(trained / 'epoch_1.pth')
+    checkpoint = load_checkpoint(trained / 'epoch_1.pth')
     checkpoint['state_dict'] = {
         k[len('student.'):]: v
         for k, v in checkpoint['state_dict'].items() if k.startswith('student.')
@@ -124,3 +121,20 @@ def test_vis_tool_refuses_a_checkpoint_without_its_projectors(
     with pytest.raises(CheckpointError,
                        match='missing projector perception_spatial'):
         tool.build_model(Config.fromfile(SMOKE_CONFIG), path)
+
+
+def test_teacher_entries_in_a_checkpoint_are_ignored(trained, tmp_path):
+    checkpoint = load_checkpoint(trained / 'epoch_1.pth')
+    teacher = build_distiller().teacher.state_dict()
+    checkpoint['state_dict'].update(
+        {f'teacher.{k}': torch.full_like(v, 7.0) for k, v in teacher.items()
+         if v.is_floating_point()})
+    path = tmp_path / 'with_teacher.pth'
+    torch.save(checkpoint, path)
+    runner = build_runner(smoke_config(tmp_path / 'run', load_from=str(path)))
+    before = {k: v.clone() for k, v in
+              runner.model.teacher.state_dict().items()}
+    runner.test()
+    assert 'teacher entries in the file' in run_log(runner)
+    for key, value in runner.model.teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key

@@ -242,6 +242,12 @@ def make_train_step(model, optim_wrapper, inputs: torch.Tensor,
     """One training step: ``BaseModel.train_step`` without the data
     preprocessor (the batch is already preprocessed)."""
 
+    from mmscalekd.engine import FiniteCheckHook
+
+    # Every training run checks each step for non-finite values; so does
+    # the timed step.
+    FiniteCheckHook().attach(model, optim_wrapper, iteration=lambda: 0)
+
     def train_step():
         with optim_wrapper.optim_context(model), autocast():
             losses = model.loss(inputs, samples)

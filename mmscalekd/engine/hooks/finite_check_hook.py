@@ -1,10 +1,10 @@
 """Stop training before a non-finite step reaches the weights."""
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from mmengine.dist import all_reduce, get_rank, get_world_size
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
@@ -67,16 +67,26 @@ class FiniteCheckHook(Hook):
         self._handles: List = []
         self._stepped = False
 
-    def before_train(self, runner) -> None:
-        self._runner = runner
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+    def attach(self, model, optim_wrapper,
+               iteration: Optional[Callable[[], int]] = None) -> None:
+        """Check every step of ``optim_wrapper`` for ``model``.
+
+        What :meth:`before_train` does for a runner; tools that step a model
+        themselves (the benchmark) call it to time the same check.
+        """
         self._model = model
+        self._iteration = iteration or (
+            lambda: MessageHub.get_current_instance().get_info('iter'))
         self._names = {id(p): n for n, p in model.named_parameters()}
-        self._scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
-        for optimizer in _optimizers(runner.optim_wrapper):
+        self._scaler = getattr(optim_wrapper, 'loss_scaler', None)
+        for optimizer in _optimizers(optim_wrapper):
             self._handles.append(
                 optimizer.register_step_pre_hook(self._check_step))
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        self.attach(model, runner.optim_wrapper, lambda: runner.iter)
 
     def after_train(self, runner) -> None:
         for handle in self._handles:
@@ -124,7 +134,7 @@ class FiniteCheckHook(Hook):
             self._message(table, names, loss_values, grads, optimizer))
 
     def _message(self, table, names, loss_values, grads, optimizer) -> str:
-        iteration = self._runner.iter
+        iteration = self._iteration()
         ranks = lambda column: [  # noqa: E731
             r for r in range(table.shape[0]) if table[r, column] > 0]
         bad_terms = [(n, ranks(i + 1)) for i, n in enumerate(names)

@@ -211,6 +211,24 @@ def test_zero_weight_view_builds_no_projector():
     assert 'loss_final_spatial' in losses
 
 
+def test_perception_stage_only_as_the_source_of_final_queries():
+    """Both perception weights 0 with ``final_stage.self_query=False``: the
+    perception projectors still run (they give the final queries), no
+    perception loss is computed. (With learned final queries the stage would
+    compute nothing, which is refused: docs/errors.md E45.)"""
+    distiller = build_distiller(
+        perception_stage=dict(spatial_weight=0, frequency_weight=0),
+        final_stage=dict(self_query=False))
+    assert {'perception_spatial', 'perception_frequency'} <= set(
+        distiller.projectors)
+    distiller.train()
+    losses = distiller(**preprocess(distiller, make_batch()), mode='loss')
+    assert not any(k.startswith('loss_perception') for k in losses)
+    losses['loss_final_spatial'].backward()
+    grad = distiller.projectors['perception_spatial'].student_conv.weight.grad
+    assert grad is not None and bool(grad.abs().sum() > 0)
+
+
 def test_logit_kd_off_keeps_full_student_loss():
     distiller = build_distiller(logit_kd=None)
     data = preprocess(distiller, make_batch())
