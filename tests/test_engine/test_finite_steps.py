@@ -142,3 +142,21 @@ def test_nan_on_one_rank_stops_every_rank_with_one_message(tmp_path):
 def test_config_of_the_hook_is_checked():
     with pytest.raises(ValueError, match='max_consecutive_skips=0'):
         FiniteCheckHook(max_consecutive_skips=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_fp16_amp_skips_a_transient_overflow_on_cuda(tmp_path):
+    """The same as above with mmengine's own AmpOptimWrapper (fp16
+    autocast and torch.cuda's GradScaler), as `tools/train.py --amp`
+    builds it."""
+    runner = build_runner(smoke_config(
+        tmp_path, max_epochs=3,
+        optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                           dtype='float16',
+                           optimizer=dict(type='SGD', lr=0.05,
+                                          momentum=0.9))))
+    runner.register_hook(InfiniteGradients([1, 2]))
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, FiniteCheckHook))
+    assert hook.skipped_steps == 2 and runner.epoch == 3
+    assert finite(runner.model)
