@@ -1,6 +1,5 @@
 """ScaleKD distiller: wiring of student, frozen teacher, projectors, losses."""
 import copy
-import functools
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -11,7 +10,8 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from mmscalekd.models.teachers import TeacherOutputs, build_teacher_adapter
-from mmscalekd.models.utils import (StudentFeatureReader, map_to_tokens,
+from mmscalekd.models.utils import (ModuleOutputsRecorder,
+                                    StudentFeatureReader, map_to_tokens,
                                     tokens_to_map)
 from .teacher_builder import build_frozen_teacher
 
@@ -189,7 +189,6 @@ class ScaleKDDistiller(BaseModel):
                 teacher.get('adapter'))
         self.logit_kd = MODELS.build(logit_kd) if logit_kd else None
 
-        self._taps = {}
         self.stage_names = ('perception',
                             'final') if self.distill_features else ()
         stage_cfgs = {
@@ -202,7 +201,11 @@ class ScaleKDDistiller(BaseModel):
             if 'student_tap' not in cfg:
                 raise KeyError(f'`model.{name}_stage.student_tap` is '
                                'required (e.g. "backbone.layer3").')
-            self._register_tap(name, cfg['student_tap'])
+        # Student features are read only inside loss() (and the shape
+        # probe below): calling the student anywhere else keeps nothing.
+        self.student_taps = ModuleOutputsRecorder(
+            {name: cfg['student_tap'] for name, cfg in stage_cfgs.items()})
+        self.student_taps.check(self.student, 'model.{key}_stage.student_tap')
 
         self.input_channels = input_channels
         self.input_size = (input_size, input_size) if isinstance(
@@ -266,23 +269,6 @@ class ScaleKDDistiller(BaseModel):
             if recorded.get(key) != self.architecture.get(key)
         ]
 
-    def _register_tap(self, stage: str, module_name: str) -> None:
-        modules = dict(self.student.named_modules())
-        if module_name not in modules:
-            children = [n for n in modules if n.count('.') <= 1 and n]
-            raise KeyError(
-                f'`model.{stage}_stage.student_tap={module_name!r}` is not a '
-                f'module of the student; modules near the top are '
-                f'{children[:20]}.')
-
-        # A bound method (not a closure), so that a deep copy of the
-        # distiller (e.g. mmengine's EMA model) records into its own taps.
-        modules[module_name].register_forward_hook(
-            functools.partial(self._record_tap, stage))
-
-    def _record_tap(self, stage: str, module, args, output) -> None:
-        self._taps[stage] = output
-
     @torch.no_grad()
     def _read_shapes(self, input_size: Tuple[int, int]) -> Dict[str, tuple]:
         """Channel counts and spatial sizes from one forward of both nets."""
@@ -290,14 +276,14 @@ class ScaleKDDistiller(BaseModel):
         self.student.eval()
         dummy = torch.zeros(1, self.input_channels, *input_size)
         try:
-            student_classes = self.student.head(
-                self.student.extract_feat(dummy)).shape[-1]
+            with self.student_taps.record(self.student) as taps:
+                student_classes = self.student.head(
+                    self.student.extract_feat(dummy)).shape[-1]
         finally:
             self.student.train(was_training)
         shapes = {}
         for stage in self.stage_names:
-            feature = self.student_features(
-                self._taps.pop(stage), input_size, stage)
+            feature = self.student_features(taps[stage], input_size, stage)
             shapes[f'{stage}_student'] = tuple(feature.shape[1:])
         if self.distill_features:
             outputs = self.teacher_adapter(dummy)
@@ -307,7 +293,6 @@ class ScaleKDDistiller(BaseModel):
             teacher_classes = outputs.logits.shape[-1]
         else:
             teacher_classes = self.teacher(dummy, mode='tensor').shape[-1]
-        self._taps.clear()
         if self.logit_kd and student_classes != teacher_classes:
             raise ValueError(
                 f'Logit distillation needs the same classes: the student '
@@ -428,15 +413,14 @@ class ScaleKDDistiller(BaseModel):
             return self.loss(inputs, data_samples)
         # Inference is the student alone, so mmpretrain's evaluators and
         # inferencers see an ordinary classifier.
-        results = self.student(inputs, data_samples, mode=mode)
-        self._taps.clear()  # the tap hooks also fire here; drop the maps
-        return results
+        return self.student(inputs, data_samples, mode=mode)
 
     def _student_forward(self, inputs: torch.Tensor):
-        feats = self.student.extract_feat(inputs)
+        with self.student_taps.record(self.student) as outputs:
+            feats = self.student.extract_feat(inputs)
         taps = {
-            stage: self.student_features(
-                self._taps.pop(stage), inputs.shape[-2:], stage)
+            stage: self.student_features(outputs[stage], inputs.shape[-2:],
+                                         stage)
             for stage in self.stage_names
         }
         return self.student.head(feats), taps

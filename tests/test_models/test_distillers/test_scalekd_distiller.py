@@ -96,20 +96,36 @@ def test_predict_and_tensor_use_the_student_alone(distiller):
 
 
 def test_deep_copy_records_its_own_taps():
-    """mmengine's EMA keeps a deep copy: its taps must be its own."""
+    """mmengine's EMA keeps a deep copy: it must read its own student."""
     original = build_distiller()
     original.train()
     data = preprocess(original, make_batch(seed=1))
     expected = original.loss(data['inputs'], data['data_samples'])
     clone = copy.deepcopy(original)
+    with torch.no_grad():  # the copy's student differs from now on
+        weight = clone.student.backbone.conv1.weight
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator(
+        ).manual_seed(0)))
     losses = clone.loss(data['inputs'], data['data_samples'])
     assert set(losses) >= SCALEKD_KEYS
+    assert not torch.allclose(losses['loss_final_spatial'],
+                              expected['loss_final_spatial'])
+    again = original.loss(data['inputs'], data['data_samples'])
     for key in SCALEKD_KEYS:
-        torch.testing.assert_close(losses[key], expected[key])
-    assert original._taps == {} and clone._taps == {}
-    clone.eval()
-    clone(data['inputs'], mode='tensor')
-    assert original._taps == {}  # the copy's hooks left the original alone
+        torch.testing.assert_close(again[key], expected[key])
+
+
+def test_student_features_are_read_only_inside_loss(distiller):
+    """Like MMRazor's recorders: no hook stays on the student, so calling
+    it directly (validation, export) records and keeps nothing."""
+    backbone = distiller.student.backbone
+    taps = [backbone.layer3, backbone.layer4]
+    distiller.train()
+    data = preprocess(distiller, make_batch())
+    distiller(**data, mode='loss')
+    distiller.eval()
+    distiller(data['inputs'], mode='tensor')
+    assert all(not module._forward_hooks for module in taps)
 
 
 def test_teacher_stays_frozen_and_in_eval_mode():
