@@ -20,12 +20,13 @@ from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
                             tiny_swin_teacher)
 
 
-def _teacher_file(tmp_path, transform):
+def _teacher_file(tmp_path, transform, wrap=lambda s: dict(state_dict=s)):
+    """The tiny teacher's weights, edited (``transform``) and laid out in
+    the file as ``wrap`` says."""
     torch.manual_seed(1)
     teacher = MODELS.build(tiny_swin_teacher())
-    state = transform(teacher.state_dict())
     path = tmp_path / 'teacher.pth'
-    torch.save(dict(state_dict=state), path)
+    torch.save(wrap(transform(teacher.state_dict())), path)
     return str(path)
 
 
@@ -208,14 +209,6 @@ def _unreadable_teacher(tmp_path):
     raise CheckpointError(result.stderr.strip().splitlines()[-1])
 
 
-def _teacher_file_with(tmp_path, wrap):
-    torch.manual_seed(1)
-    state = MODELS.build(tiny_swin_teacher()).state_dict()
-    path = tmp_path / 'wrapped.pth'
-    torch.save(wrap(state), path)
-    return str(path)
-
-
 # --------------------------------------------------------------------- data
 def _image_dataset(tmp_path, labels, corrupt=()):
     """A folder of PNG images with an annotation file."""
@@ -377,11 +370,11 @@ CASES = {
     'E38': (lambda t: _unreadable_teacher(t), CheckpointError,
             r'model\.teacher\.checkpoint=.*permission denied'),
     'E39': (lambda t: build_distiller(teacher=dict(
-        checkpoint=_teacher_file_with(t, lambda s: dict(
+        checkpoint=_teacher_file(t, lambda s: s, lambda s: dict(
             model_a=s, model_b=s)))), CheckpointError,
             r"several sets of weights \(\['model_a', 'model_b'\]\)"),
     'E40': (lambda t: build_distiller(teacher=dict(
-        checkpoint=_teacher_file_with(t, lambda s: {
+        checkpoint=_teacher_file(t, lambda s: {
             k.split('.', 1)[1]: v for k, v in s.items()}))), CheckpointError,
             r'missing keys.*another layout.*model_converters'),
     'E41': (lambda t: build_distiller(teacher=dict(

@@ -4,20 +4,19 @@ import glob
 import os
 import os.path as osp
 import re
-from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.dist import (broadcast_object_list, is_distributed,
                            is_main_process, master_only)
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DATASETS, RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from mmscalekd.utils.checkpoint import CheckpointError
 from .hooks import DataCheckHook, FiniteCheckHook, ReportingDataset
 from .schedule import ScheduleSnapshot
 from .training_checkpoint import (check_model_weights, check_state_dict,
@@ -171,25 +170,19 @@ class ScaleKDRunner(Runner):
         checkpoint = read_training_checkpoint(filename, key, map_location)
         model = self.model.module if is_model_wrapper(
             self.model) else self.model
-        state_dict = checkpoint['state_dict']
-        metadata = getattr(state_dict, '_metadata', OrderedDict())
+        revised = checkpoint['state_dict']
         for pattern, replacement in revise_keys:
-            state_dict = {
-                re.sub(pattern, replacement, k): v
-                for k, v in state_dict.items()
-            }
-        state_dict = OrderedDict(check_model_weights(
-            model, state_dict, f'`{key}={filename!r}`',
-            checkpoint['meta'].get('model_architecture')))
-        state_dict._metadata = metadata
-        checkpoint['state_dict'] = state_dict
+            revised = {re.sub(pattern, replacement, k): v
+                       for k, v in revised.items()}
+        check_model_weights(model, revised, f'`{key}={filename!r}`',
+                            checkpoint['meta'].get('model_architecture'))
         if 'ema_state_dict' in checkpoint:
             # mmengine's EMAHook loads it leniently: a mismatch would leave
             # the averaged model (the one evaluated) partly random.
             expected = {f'module.{k}': v
                         for k, v in model.state_dict().items()}
             ema = {k: v for k, v in checkpoint['ema_state_dict'].items()
-                   if k != 'steps' and not k.startswith('module.teacher.')}
+                   if k != 'steps'}
             check_state_dict(expected, ema,
                              f'`{key}={filename!r}` (its ema_state_dict)',
                              'the EMA model')
@@ -197,26 +190,22 @@ class ScaleKDRunner(Runner):
             self._sanitize_for_resume(checkpoint, filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         _load_checkpoint_to_model(model, checkpoint, strict=True,
-                                  revise_keys=[])
+                                  revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
     def _checkpoint_dirs(self):
+        """Where this run's checkpoints are: the work dir, and the
+        CheckpointHook's ``out_dir`` when one is set (local only)."""
         dirs = [self.work_dir]
-        hook = self._hooks_of_type('CheckpointHook')
-        out_dir = getattr(hook, 'out_dir', None) if hook else None
+        out_dir = next((h.out_dir for h in self._hooks
+                        if isinstance(h, CheckpointHook)), None)
         if out_dir and '://' not in str(out_dir) and osp.abspath(
                 out_dir) != osp.abspath(self.work_dir):
             dirs.append(
                 osp.join(out_dir, osp.basename(self.work_dir.rstrip(osp.sep))))
         return dirs
-
-    def _hooks_of_type(self, name: str):
-        for hook in self._hooks:
-            if type(hook).__name__ == name:
-                return hook
-        return None
 
     def _sanitize_for_resume(self, checkpoint: dict, filename: str) -> None:
         source = f'`resume={filename!r}`'
@@ -226,6 +215,7 @@ class ScaleKDRunner(Runner):
                 hub['runtime_info'], self._checkpoint_dirs(), source)
         schedule = getattr(self, '_schedule', None)
         if schedule is not None:
+            schedule.check_optimizer_state(checkpoint, source)
             self._schedule_reason = schedule.usable_states(checkpoint, source)
         if 'optimizer' not in checkpoint:
             self.logger.warning(
@@ -241,17 +231,8 @@ class ScaleKDRunner(Runner):
         self._schedule = ScheduleSnapshot(self.optim_wrapper,
                                           self.param_schedulers)
         self._schedule_reason = None
-        try:
-            super().resume(filename, resume_optimizer,
-                           resume_param_scheduler, map_location)
-        except ValueError as error:
-            if 'parameter group' not in str(error):
-                raise
-            raise CheckpointError(
-                f'`resume={filename!r}`: its optimizer state does not fit '
-                f'the optimizer of this config ({error}). Was the model or '
-                '`optim_wrapper.paramwise_cfg` changed? Resume with the '
-                'config it was trained with.') from None
+        super().resume(filename, resume_optimizer, resume_param_scheduler,
+                       map_location)
         changes = self._schedule.changes(self.optim_wrapper,
                                          self.param_schedulers)
         if self._schedule_reason is not None:

@@ -97,6 +97,10 @@ class ScheduleSnapshot:
                       if k != 'params'} for g in optimizer.param_groups]
             for prefix, optimizer in _optimizers(optim_wrapper).items()
         }
+        self.group_sizes = {
+            prefix: [len(g['params']) for g in optimizer.param_groups]
+            for prefix, optimizer in _optimizers(optim_wrapper).items()
+        }
         self.schedulers = _scheduler_states(param_schedulers)
         self.scheduler_types = {
             name: type(s).__name__
@@ -104,6 +108,26 @@ class ScheduleSnapshot:
         }
 
     # ------------------------------------------------- checkpoint's states
+    def check_optimizer_state(self, checkpoint: dict, source: str) -> None:
+        """Refuse optimizer state saved for other parameter groups.
+
+        Its moments belong to the parameters of the groups it was saved
+        with; torch would refuse it only with a bare ``ValueError``.
+        """
+        state = checkpoint.get('optimizer')
+        if not isinstance(state, dict):
+            return
+        for prefix, sizes in self.group_sizes.items():
+            saved = state.get(prefix[:-1], {}) if prefix else state
+            saved = [len(g.get('params', [])) for g in saved.get(
+                'param_groups', [])] if isinstance(saved, dict) else []
+            if saved != sizes:
+                raise CheckpointError(
+                    f'{source}: its optimizer has parameter groups of '
+                    f'{saved} parameters, the config builds {sizes} (a '
+                    'changed `optim_wrapper.paramwise_cfg` or model). '
+                    'Resume with the config it was trained with.')
+
     def usable_states(self, checkpoint: dict, source: str) -> Optional[str]:
         """Why the checkpoint's scheduler states cannot be loaded as they
         are (then they are removed from ``checkpoint``), or None.
@@ -147,16 +171,8 @@ class ScheduleSnapshot:
         """How the resumed schedule differs from the config's."""
         changes = []
         for prefix, optimizer in _optimizers(optim_wrapper).items():
-            fresh_groups = self.groups[prefix]
-            if len(fresh_groups) != len(optimizer.param_groups):
-                raise CheckpointError(
-                    f'The checkpoint\'s optimizer has '
-                    f'{len(optimizer.param_groups)} parameter groups and the '
-                    f'config builds {len(fresh_groups)} (a changed '
-                    '`optim_wrapper.paramwise_cfg` or model); resume with '
-                    'the config it was trained with.')
             for index, (fresh, group) in enumerate(
-                    zip(fresh_groups, optimizer.param_groups)):
+                    zip(self.groups[prefix], optimizer.param_groups)):
                 config, saved = _hyper(fresh), _hyper(group)
                 for key in sorted(set(config) | set(saved)):
                     if config.get(key) != saved.get(key):

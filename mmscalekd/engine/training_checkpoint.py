@@ -20,7 +20,7 @@ import torch
 from mmengine.logging import HistoryBuffer, print_log
 
 from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
-                                        read_checkpoint)
+                                        read_checkpoint, strip_ddp_prefix)
 
 __all__ = [
     'check_model_weights', 'check_state_dict', 'find_latest_checkpoint',
@@ -71,8 +71,8 @@ def read_training_checkpoint(path: str, key: str,
     resumed run would act on are checked by :func:`sanitize_runtime_info`.
 
     Returns:
-        dict: with ``state_dict`` (a bare state dict is wrapped into one) and
-        ``meta``.
+        dict: with ``state_dict`` (a bare state dict is wrapped into one; a
+        ``module.`` prefix on every key removed) and ``meta``.
     """
     checkpoint = read_checkpoint(path, key, map_location)
     if isinstance(checkpoint, dict) and checkpoint and all(
@@ -90,6 +90,8 @@ def read_training_checkpoint(path: str, key: str,
         raise CheckpointError(
             f'`{key}={path!r}`: `state_dict` holds entries that are not '
             f'tensors ({bad[:5]}).')
+    checkpoint['state_dict'] = strip_ddp_prefix(checkpoint['state_dict'],
+                                                f'`{key}={path!r}`')
     meta = checkpoint.setdefault('meta', {})
     if not isinstance(meta, dict):
         raise CheckpointError(f'`{key}={path!r}`: `meta` is not a dict.')
@@ -233,7 +235,7 @@ def _hint(expected: Iterable[str], loaded: Iterable[str]) -> str:
 
 def check_model_weights(model: torch.nn.Module, state_dict: dict,
                         source: str,
-                        architecture: Optional[dict] = None) -> dict:
+                        architecture: Optional[dict] = None) -> None:
     """Refuse a state dict that is not exactly the weights of ``model``.
 
     A model that is partly random, or built with other widths, heads or
@@ -247,10 +249,6 @@ def check_model_weights(model: torch.nn.Module, state_dict: dict,
         architecture (dict, optional): the ``model_architecture`` the
             checkpoint recorded (projector heads, taps, split: what names
             and shapes do not show), compared with the model's.
-
-    Returns:
-        dict: ``state_dict`` without ``teacher.*`` entries (the frozen
-        teacher always comes from ``model.teacher.checkpoint``).
 
     Raises:
         CheckpointError: naming the missing / extra / mis-shaped parts, the
@@ -270,22 +268,22 @@ def check_model_weights(model: torch.nn.Module, state_dict: dict,
                     f'{source} was trained with another model config: ' +
                     '; '.join(differences) + '. Use the config it was '
                     'trained with (or start a new run).')
-    return check_state_dict(model.state_dict(), state_dict, source,
-                            type(model).__name__)
+    check_state_dict(model.state_dict(), state_dict, source,
+                     type(model).__name__)
 
 
 def check_state_dict(expected: dict, state_dict: dict, source: str,
-                     model_name: str = 'the model') -> dict:
-    """:func:`check_model_weights` for a model given by its state dict."""
-    teacher = [k for k in state_dict if k.startswith('teacher.')]
-    if teacher and not any(k.startswith('teacher.') for k in expected):
-        print_log(
-            f'{source}: ignoring {len(teacher)} teacher entries in the '
-            'file; the teacher comes from `model.teacher.checkpoint`.',
-            logger='current', level=30)
-        state_dict = {k: v for k, v in state_dict.items()
-                      if not k.startswith('teacher.')}
+                     model_name: str = 'the model') -> None:
+    """:func:`check_model_weights` for a model given by its state dict.
+
+    ``teacher.*`` entries are not counted as extra: the distiller drops them
+    (with a log line) when it loads, since its teacher always comes from
+    ``model.teacher.checkpoint``.
+    """
     mismatch = describe_mismatch(expected, state_dict)
+    mismatch['unexpected'] = [
+        k for k in mismatch['unexpected'] if _part(k) != 'teacher'
+    ]
     problems = []
     if mismatch['missing']:
         problems.append('missing ' + _by_part(mismatch['missing']))
@@ -299,7 +297,6 @@ def check_state_dict(expected: dict, state_dict: dict, source: str,
             f'{source} does not hold the weights of this model '
             f'({model_name}): ' + '; '.join(problems) + '.' +
             _hint(expected, state_dict))
-    return state_dict
 
 
 # --------------------------------------------------- finding, writing files

@@ -85,11 +85,7 @@ class WorkDirLock:
 
     # ------------------------------------------------------------- holders
     def _read(self) -> Optional[dict]:
-        try:
-            with open(self.path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+        return self._read_file(self.path)
 
     def _age(self) -> float:
         try:

@@ -30,7 +30,8 @@ from mmengine.logging import HistoryBuffer, print_log
 
 __all__ = [
     'CheckpointError', 'MMENGINE_CHECKPOINT_GLOBALS', 'fetch_url',
-    'load_state_dict_file', 'mmengine_checkpoint_globals', 'read_checkpoint'
+    'load_state_dict_file', 'mmengine_checkpoint_globals', 'read_checkpoint',
+    'strip_ddp_prefix'
 ]
 
 
@@ -304,6 +305,19 @@ def _unwrap_state_dict(checkpoint, path: str, key: str) -> dict:
         f'`{key}={path!r}` is not a state dict (name -> tensor).')
 
 
+def strip_ddp_prefix(state_dict: dict, source: str) -> dict:
+    """Remove the ``module.`` that DDP puts before every key, if it did.
+
+    A prefix on some keys only is the model's own naming and is kept.
+    """
+    if not state_dict or not all(k.startswith('module.') for k in state_dict):
+        return state_dict
+    print_log(
+        f'{source}: every key starts with "module." (saved from a '
+        'DDP-wrapped model); the prefix is removed.', logger='current')
+    return {k[len('module.'):]: v for k, v in state_dict.items()}
+
+
 def non_finite_entries(state_dict: Dict[str, torch.Tensor]) -> List[str]:
     """Names of floating-point tensors holding NaN or Inf."""
     return [
@@ -327,13 +341,9 @@ def load_state_dict_file(path: str, key: str) -> Dict[str, torch.Tensor]:
     Raises:
         CheckpointError: unreadable, not a state dict, or NaN/Inf weights.
     """
-    state_dict = _unwrap_state_dict(read_checkpoint(path, key), path, key)
-    if all(name.startswith('module.') for name in state_dict):
-        print_log(
-            f'`{key}={path!r}`: every key starts with "module." (saved from '
-            'a DDP-wrapped model); the prefix is removed.', logger='current')
-        state_dict = {name[len('module.'):]: value
-                      for name, value in state_dict.items()}
+    state_dict = strip_ddp_prefix(
+        _unwrap_state_dict(read_checkpoint(path, key), path, key),
+        f'`{key}={path!r}`')
     bad = non_finite_entries(state_dict)
     if bad:
         raise CheckpointError(

@@ -175,7 +175,8 @@ def test_partial_file_of_a_killed_save_is_removed(two_epochs, tmp_path):
     runner = resume(work_dir)
     assert not (work_dir / 'epoch_3.pth.partial').exists()
     assert 'epoch_3.pth.partial' in run_log(runner)
-    assert torch.load(work_dir / 'epoch_3.pth', weights_only=False)
+    assert torch.load(work_dir / 'epoch_3.pth',
+                      weights_only=False)['meta']['epoch'] == 3
 
 
 def test_checkpoint_is_on_disk_before_it_is_renamed(tmp_path, monkeypatch):

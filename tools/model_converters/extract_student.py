@@ -75,16 +75,12 @@ def checked_student_state_dict(student_cfg: dict, checkpoint: str,
     from mmpretrain.registry import MODELS
 
     from mmscalekd.engine.training_checkpoint import check_model_weights
-    state_dict = {
-        key[len('module.'):] if key.startswith('module.') else key: value
-        for key, value in state_dict.items()
-    }
     student = student_state_dict(state_dict)
     init_default_scope('mmpretrain')
     model = MODELS.build(copy.deepcopy(student_cfg))
-    return check_model_weights(
-        model, student,
-        f'CHECKPOINT {checkpoint!r} (its student.* weights)')
+    check_model_weights(model, student,
+                        f'CHECKPOINT {checkpoint!r} (its student.* weights)')
+    return student
 
 
 def timm_state_dict(student_cfg: dict,

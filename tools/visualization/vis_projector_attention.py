@@ -86,15 +86,11 @@ def build_model(cfg: Config, checkpoint: str, device: str = 'cpu'):
             f'No checkpoint at {checkpoint!r}; pass an `epoch_N.pth` or '
             '`iter_N.pth` that training wrote in its work dir.')
     training = read_training_checkpoint(checkpoint, 'CHECKPOINT')
-    state_dict = {
-        key[len('module.'):] if key.startswith('module.') else key: value
-        for key, value in training['state_dict'].items()
-    }
     # Strict: the projectors drawn must be the trained ones.
-    state_dict = check_model_weights(
-        model, state_dict, f'CHECKPOINT {checkpoint!r}',
-        training['meta'].get('model_architecture'))
-    model.load_state_dict(state_dict)
+    check_model_weights(model, training['state_dict'],
+                        f'CHECKPOINT {checkpoint!r}',
+                        training['meta'].get('model_architecture'))
+    model.load_state_dict(training['state_dict'])
     return model.to(device).eval()
 
 

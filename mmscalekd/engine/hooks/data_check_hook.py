@@ -90,18 +90,19 @@ class DataCheckHook(Hook):
     def _check_labels(self, data_batch, where: str) -> None:
         if self._num_classes is None or not isinstance(data_batch, dict):
             return
-        bad = []
-        for index, sample in enumerate(data_batch.get('data_samples') or []):
-            label = getattr(sample, 'gt_label', None)
-            if label is None:
-                continue
-            label = torch.as_tensor(label)
-            if label.numel() and bool(((label < 0) |
-                                       (label >= self._num_classes)).any()):
-                bad.append(f'{_sample_name(sample.metainfo, index)} '
-                           f'(label {label.tolist()})')
-        if bad:
-            raise DataError(self._label_message(len(bad), bad[:5], where))
+        samples = [s for s in data_batch.get('data_samples') or []
+                   if getattr(s, 'gt_label', None) is not None]
+        if not samples:
+            return
+        labels = [torch.as_tensor(s.gt_label).reshape(-1) for s in samples]
+        # One test per batch; the samples are looked at only when it fails.
+        flat = torch.cat(labels)
+        if not bool(((flat < 0) | (flat >= self._num_classes)).any()):
+            return
+        bad = [f'{_sample_name(s.metainfo, i)} (label {label.tolist()})'
+               for i, (s, label) in enumerate(zip(samples, labels))
+               if bool(((label < 0) | (label >= self._num_classes)).any())]
+        raise DataError(self._label_message(len(bad), bad[:5], where))
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -123,13 +124,14 @@ class DataCheckHook(Hook):
 
     # -------------------------------------------------------- predictions
     def _check_predictions(self, data_batch, outputs, where: str) -> None:
-        bad = []
-        for index, sample in enumerate(outputs or []):
-            score = getattr(sample, 'pred_score', None)
-            if score is not None and not bool(torch.isfinite(score).all()):
-                bad.append(_sample_name(sample.metainfo, index))
-        if not bad:
+        scored = [s for s in outputs or []
+                  if getattr(s, 'pred_score', None) is not None]
+        # One device synchronisation per batch, not one per image.
+        if not scored or bool(torch.isfinite(torch.stack(
+                [s.pred_score for s in scored])).all()):
             return
+        bad = [_sample_name(s.metainfo, i) for i, s in enumerate(scored)
+               if not bool(torch.isfinite(s.pred_score).all())]
         inputs = data_batch.get('inputs') if isinstance(data_batch,
                                                         dict) else None
         nan_pixels = any(

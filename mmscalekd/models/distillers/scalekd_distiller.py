@@ -398,7 +398,7 @@ class ScaleKDDistiller(BaseModel):
         stale = [k for k in state_dict if k.startswith(prefix + 'teacher.')]
         if stale:
             print_log(
-                f'Ignoring {len(stale)} teacher entries in the checkpoint: '
+                f'Ignoring {len(stale)} teacher entries in the file: '
                 'the teacher comes from `model.teacher.checkpoint`.',
                 logger='current', level=30)
         for key in stale:
@@ -475,11 +475,8 @@ class ScaleKDDistiller(BaseModel):
         """
         loss, log_vars = super().parse_losses(losses)
         names = [k for k in losses if 'loss' in k]
-        values = torch.stack([
-            sum(v.detach().float().sum() for v in (
-                losses[k] if isinstance(losses[k], (list, tuple)) else
-                [losses[k]])) for k in names
-        ])
+        # mmengine's per-term values (means), without another reduction.
+        values = torch.stack([log_vars[k].detach().float() for k in names])
         flags = ~torch.isfinite(values)
         if self.loss_terms is not None:  # accumulating gradients
             flags = flags | self.loss_terms[1]
