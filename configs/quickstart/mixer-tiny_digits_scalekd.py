@@ -12,16 +12,21 @@ model = dict(
     perception_stage=dict(
         student_tap='backbone.layers.1',
         teacher_split=1,
-        num_heads=4,
-        spatial_weight=0.08,
-        frequency_weight=0.06),
+        projector=dict(
+            type='CrossAttentionProjector', num_heads=4),
+        loss=dict(
+            type='DualViewFeatureLoss',
+            spatial_weight=0.08,
+            frequency_weight=0.06)),
     # Student's last block (32 ch @ 4x4) -> the ViT's final 4x4 tokens,
     # queried by the perception outputs.
     final_stage=dict(
         student_tap='backbone.layers.3',
-        num_heads=4,
-        self_query=False,
-        spatial_weight=0.08,
-        frequency_weight=0.06),
+        projector=dict(
+            type='CrossAttentionProjector', num_heads=4, self_query=False),
+        loss=dict(
+            type='DualViewFeatureLoss',
+            spatial_weight=0.08,
+            frequency_weight=0.06)),
     logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
     input_size=16)

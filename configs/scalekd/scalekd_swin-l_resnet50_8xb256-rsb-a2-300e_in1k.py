@@ -23,16 +23,20 @@ model = dict(
     perception_stage=dict(
         student_tap='backbone.layer3',
         teacher_split=2,
-        num_heads=16,
-        self_query=True,
-        spatial_weight=0.08,
-        frequency_weight=0.06),
+        projector=dict(
+            type='CrossAttentionProjector', num_heads=16, self_query=True),
+        loss=dict(
+            type='DualViewFeatureLoss',
+            spatial_weight=0.08,
+            frequency_weight=0.06)),
     final_stage=dict(
         student_tap='backbone.layer4',
-        num_heads=24,
-        self_query=False,
-        spatial_weight=0.08,
-        frequency_weight=0.06),
+        projector=dict(
+            type='CrossAttentionProjector', num_heads=24, self_query=False),
+        loss=dict(
+            type='DualViewFeatureLoss',
+            spatial_weight=0.08,
+            frequency_weight=0.06)),
     logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
     input_size=224)
 

@@ -1,6 +1,4 @@
+from mmscalekd.models.teachers import load_teacher_model_config
 from .scalekd_distiller import ScaleKDDistiller
-from .teacher_builder import build_frozen_teacher, load_teacher_model_config
 
-__all__ = [
-    'ScaleKDDistiller', 'build_frozen_teacher', 'load_teacher_model_config'
-]
+__all__ = ['ScaleKDDistiller', 'load_teacher_model_config']

@@ -1,6 +1,6 @@
 """Dual-view feature mimicking (method section 2)."""
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,12 @@ class DualViewFeatureLoss(nn.Module):
                     '0.06).')
         self.spatial_weight = float(spatial_weight)
         self.frequency_weight = float(frequency_weight)
+
+    @property
+    def views(self) -> Tuple[str, ...]:
+        """The views switched on (weight > 0), of 'spatial', 'frequency'."""
+        return tuple(view for view in ('spatial', 'frequency')
+                     if getattr(self, f'{view}_weight') > 0)
 
     @staticmethod
     def _mimic(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

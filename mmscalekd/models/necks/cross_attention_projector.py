@@ -154,6 +154,8 @@ class CrossAttentionProjector(nn.Module):
         self.num_heads = num_heads
         self.head_dim = teacher_channels // num_heads
         self.self_query = self_query
+        # Queries from outside: the final stage passes it P_sp / P_fr.
+        self.takes_queries = not self_query
         self.softmax_scale = softmax_scale
         # The factor applied to Q K^T before the softmax.
         self.scale = self.head_dim**-0.5 * softmax_scale

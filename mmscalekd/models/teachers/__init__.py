@@ -1,5 +1,7 @@
 from .base import TeacherAdapter, TeacherOutputs, build_teacher_adapter
 from .convnext import ConvNeXtTeacherAdapter
+from .frozen_teacher import (FrozenTeacher, load_teacher_model_config,
+                             load_teacher_weights)
 from .swin import SwinTeacherAdapter
 from .swin_v2 import SwinV2TeacherAdapter
 from .timm import (TimmSwinTeacherAdapter,
@@ -9,6 +11,7 @@ from .vision_transformer import (BEiTTeacherAdapter, DeiT3TeacherAdapter,
                                  VisionTransformerTeacherAdapter)
 
 __all__ = [
+    'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights',
     'TeacherAdapter', 'TeacherOutputs', 'build_teacher_adapter',
     'SwinTeacherAdapter', 'SwinV2TeacherAdapter',
     'VisionTransformerTeacherAdapter',

@@ -12,6 +12,7 @@ the same numbers must come out.
 Only regenerate the file when the function is meant to change.
 """
 import os.path as osp
+import re
 import zlib
 from typing import Dict
 
@@ -60,6 +61,17 @@ def fill_by_name(named_tensors) -> None:
             tensor.copy_(value.to(tensor.dtype))
 
 
+def pinned_name(name: str) -> str:
+    """The name a parameter had when the function was pinned (the flat
+    distiller: ``projectors.<stage>_<view>.*``, teacher ``teacher.*``)."""
+    match = re.match(r'(perception|final)_stage\.projectors\.(\w+)\.(.*)',
+                     name)
+    if match:
+        stage, view, rest = match.groups()
+        return f'projectors.{stage}_{view}.{rest}'
+    return name
+
+
 def build(config: str):
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     model_cfg = cfg.model.to_dict()
@@ -67,12 +79,11 @@ def build(config: str):
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(model_cfg).double()
-    fill_by_name(model.named_parameters())
-    fill_by_name(model.named_buffers())
-    fill_by_name((f'teacher.{n}', t)
-                 for n, t in model.teacher.named_parameters())
-    fill_by_name((f'teacher.{n}', t)
-                 for n, t in model.teacher.named_buffers())
+    network = model.teacher.network
+    for named in (model.named_parameters(), model.named_buffers()):
+        fill_by_name((pinned_name(n), t) for n, t in named)
+    for named in (network.named_parameters(), network.named_buffers()):
+        fill_by_name((f'teacher.{n}', t) for n, t in named)
     model.train()
     return model
 
@@ -96,8 +107,10 @@ def compute(case: str) -> Dict[str, Dict[str, torch.Tensor]]:
     terms = {k: v.detach().reshape(()) for k, v in losses.items()
              if 'loss' in k}
     sum(terms_v for terms_v in (losses[k] for k in terms)).backward()
-    grads = {n: fingerprint(p.grad, n) for n, p in model.named_parameters()
-             if p.grad is not None}
+    grads = {
+        pinned_name(n): fingerprint(p.grad, pinned_name(n))
+        for n, p in model.named_parameters() if p.grad is not None
+    }
     return dict(terms=terms, grads=grads)
 
 

@@ -1,0 +1,199 @@
+"""The frozen teacher: built, loaded strictly, frozen, kept in eval mode."""
+import copy
+from typing import Optional, Tuple, Union
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from torch import nn
+
+from mmpretrain.registry import MODELS
+
+from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
+                                        load_state_dict_file)
+from .base import TeacherOutputs, build_teacher_adapter
+
+__all__ = [
+    'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights'
+]
+
+_RANDOM_TEACHER_WARNING = (
+    '\n' + '!' * 78 + '\n'
+    '!! `model.teacher.checkpoint` is None: the TEACHER IS RANDOMLY\n'
+    '!! INITIALISED. Distilling from it teaches nothing; this is only for\n'
+    '!! tests and smoke runs. Set `model.teacher.checkpoint` to the teacher\n'
+    '!! weights for a real run.\n' + '!' * 78)
+
+
+def load_teacher_model_config(config: Union[str, dict]) -> dict:
+    """The teacher's ``model`` dict from a config path or an inline dict.
+
+    ``config`` may be ``'mmpretrain::swin_transformer/swin-large_16xb64_in1k.py'``
+    (any package-scoped config), a config file path, or a model dict.
+    """
+    if isinstance(config, (dict, ConfigDict)):
+        return copy.deepcopy(dict(config))
+    if not isinstance(config, str):
+        raise TypeError('`model.teacher.config` must be a config path or a '
+                        f'model dict, got {type(config).__name__}.')
+    if '::' in config:
+        from mmengine.hub import get_config
+        cfg = get_config(config)
+    else:
+        cfg = Config.fromfile(config)
+    if 'model' not in cfg:
+        raise KeyError(f'`model.teacher.config={config!r}` has no `model`.')
+    return cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') \
+        else dict(cfg.model)
+
+
+def _layout_hint(missing: list, unexpected: list) -> str:
+    """What the key names say about where the file comes from."""
+    if missing and unexpected and all(
+            k.startswith(('backbone.', 'neck.', 'head.')) for k in missing) \
+            and not any(k.startswith(('backbone.', 'head.'))
+                        for k in unexpected):
+        return (' The file uses another layout (an original or timm '
+                'release, not an mmpretrain classifier): convert it with '
+                "mmpretrain's tools/model_converters/<family>_to_mmpretrain.py"
+                ', or use a timm teacher (TimmClassifier) with '
+                'tools/model_converters/timm_teacher_weights.py.')
+    return (' Use the checkpoint of exactly this teacher architecture (an '
+            'mmpretrain classifier checkpoint).')
+
+
+def load_teacher_weights(teacher: nn.Module, checkpoint: str,
+                         key: str = 'model.teacher.checkpoint') -> None:
+    """Load ``checkpoint`` into ``teacher`` strictly, or raise naming ``key``.
+
+    A checkpoint whose keys or shapes do not match the teacher exactly is an
+    error: a teacher that is partly random would silently ruin a run of
+    many GPU-days.
+    """
+    state_dict = load_state_dict_file(checkpoint, key=key)
+    mismatch = describe_mismatch(teacher.state_dict(), state_dict)
+    problems = []
+    if mismatch['missing']:
+        problems.append(f'{len(mismatch["missing"])} missing keys '
+                        f'(e.g. {mismatch["missing"][:5]})')
+    if mismatch['unexpected']:
+        problems.append(f'{len(mismatch["unexpected"])} unexpected keys '
+                        f'(e.g. {mismatch["unexpected"][:5]})')
+    if mismatch['mismatched']:
+        problems.append('tensors of other shapes: ' +
+                        '; '.join(mismatch['mismatched'][:5]))
+    if problems:
+        raise CheckpointError(
+            f'`{key}={checkpoint!r}` does not match the teacher built from '
+            '`model.teacher.config`: ' + '; '.join(problems) + '.' +
+            _layout_hint(mismatch['missing'], mismatch['unexpected']))
+    teacher.load_state_dict(state_dict, strict=True)
+
+
+def _build_network(config: Union[str, dict],
+                   checkpoint: Optional[str]) -> nn.Module:
+    network = MODELS.build(load_teacher_model_config(config))
+    if checkpoint is None:
+        print_log(_RANDOM_TEACHER_WARNING, logger='current', level=30)
+        network.init_weights()
+    else:
+        # Every key comes from the file (strict), so no init is needed; it
+        # would also fetch a `Pretrained` init_cfg from the network.
+        load_teacher_weights(network, checkpoint)
+    # Marked as initialised so that no init_weights() overwrites it.
+    network._is_init = True
+    network.requires_grad_(False)
+    return network.eval()
+
+
+@MODELS.register_module()
+class FrozenTeacher(nn.Module):
+    """A frozen teacher classifier and its family adapter.
+
+    The network is held, not registered as a submodule: it is then in no
+    state dict, no DDP parameter list or broadcast, no optimizer, no SyncBN
+    conversion, and an EMA copy of the distiller shares it instead of
+    copying hundreds of MB. Moving the module (``.to``, ``.double``) moves
+    it. It stays in eval mode when the runner calls ``train()``: in train
+    mode it would apply drop-path and dropout to the targets (and update a
+    CNN teacher's BatchNorm statistics), so the student would chase noise.
+
+    Args:
+        config (str | dict): the teacher's mmpretrain config (e.g.
+            ``'mmpretrain::swin_transformer/swin-large_16xb64_in1k.py'``) or
+            its ``model`` dict (``model.teacher.config``).
+        checkpoint (str, optional): path or URL of its weights, loaded
+            strictly (``model.teacher.checkpoint``). None gives a random
+            teacher, with a loud warning: for tests and smoke runs only.
+        adapter (str, optional): a registered teacher adapter; chosen from
+            the network's class when None (``model.teacher.adapter``).
+        split (int, optional): the split point for teacher parameter
+            perception (``model.perception_stage.teacher_split``); without
+            it the teacher gives logits only.
+        eval_mode (bool): keep the network in eval mode (default). False
+            reproduces the reference code, whose teacher trains with
+            drop-path on (``model.keep_teacher_eval``).
+    """
+
+    def __init__(self,
+                 config: Union[str, dict],
+                 checkpoint: Optional[str],
+                 adapter: Optional[str] = None,
+                 split: Optional[int] = None,
+                 eval_mode: bool = True) -> None:
+        super().__init__()
+        object.__setattr__(self, 'network', _build_network(config,
+                                                           checkpoint))
+        self.eval_mode = eval_mode
+        # A plain object, not a module: it holds no parameters.
+        self.adapter = None if split is None else build_teacher_adapter(
+            self.network, split, adapter)
+        self._register_load_state_dict_pre_hook(self._drop_entries)
+        self.train(False)
+
+    @torch.no_grad()
+    def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
+        """Images (N, 3, H, W) -> split tokens, final feature and logits,
+        without gradients."""
+        if self.adapter is None:
+            raise RuntimeError('This teacher has no split point; it gives '
+                               'logits only (see `logits`).')
+        return self.adapter(inputs)
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) -> class scores (N, K), without gradients."""
+        return self.network(inputs, mode='tensor')
+
+    def forward_rest(self, tokens: torch.Tensor, split_size: Tuple[int, int],
+                     extra_tokens: Optional[torch.Tensor] = None
+                     ) -> torch.Tensor:
+        """The teacher after its split point on other tokens (N, H*W, C):
+        frozen weights, but gradients flow back into ``tokens``."""
+        return self.adapter.forward_rest(tokens, split_size, extra_tokens)
+
+    def train(self, mode: bool = True) -> 'FrozenTeacher':
+        self.training = mode
+        self.network.train(mode and not self.eval_mode)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .double() ... reach the held network.
+        self.network._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> 'FrozenTeacher':
+        # It never changes: a copy (e.g. the EMA model's) shares it.
+        return self
+
+    def _drop_entries(self, state_dict: dict, prefix: str, *args) -> None:
+        """A file with the teacher's weights loads without them: the
+        teacher always comes from ``model.teacher.checkpoint``."""
+        stale = [key for key in state_dict if key.startswith(prefix)]
+        if stale:
+            print_log(
+                f'Ignoring {len(stale)} teacher entries in the file: '
+                'the teacher comes from `model.teacher.checkpoint`.',
+                logger='current', level=30)
+        for key in stale:
+            del state_dict[key]
