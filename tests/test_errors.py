@@ -19,6 +19,11 @@ from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
                             smoke_config, tiny_resnet_student,
                             tiny_swin_teacher)
 
+# The smoke config's parts, to change one key of them.
+CAP = dict(type='CrossAttentionProjector', num_heads=4)
+DFM = dict(type='DualViewFeatureLoss')
+OFF = dict(DFM, spatial_weight=0, frequency_weight=0)
+
 
 def _teacher_file(tmp_path, transform, wrap=lambda s: dict(state_dict=s)):
     """The tiny teacher's weights, edited (``transform``) and laid out in
@@ -141,7 +146,8 @@ def _vis_other_config(tmp_path):
     tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
                               'vis_projector_attention.py'))
     path = _checkpoint(tmp_path, lambda s: {
-        k: v for k, v in s.items() if not k.startswith('projectors.final')})
+        k: v for k, v in s.items()
+        if not k.startswith('final_stage.projectors')})
     tool.build_model(Config.fromfile(SMOKE_CONFIG), path)
 
 
@@ -262,11 +268,12 @@ def _infinite_gradient(tmp_path):
 
 # id -> (callable(tmp_path) raising, exception type, message regex)
 CASES = {
-    'E01': (lambda t: build_distiller(
-        perception_stage=dict(student_channels=1024)), ValueError,
-            r'perception_stage\.student_channels=1024.*set it to 64'),
+    'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
+        CAP, student_channels=1024))), KeyError,
+            r"perception_stage.*\['student_channels'\] are read off the "
+            r'networks; remove them'),
     'E02': (lambda t: build_distiller(final_stage=dict(query_size=7)),
-            ValueError, r'final_stage\.query_size=7.*\(2, 2\)'),
+            KeyError, r"final_stage.*\['query_size'\] are read off"),
     'E03': (lambda t: _resnet_teacher(), TypeError,
             r'ResNet.*SwinTransformer.*TeacherAdapter'),
     'E04': (lambda t: build_distiller(teacher=dict(adapter='NoSuch')),
@@ -299,30 +306,34 @@ CASES = {
             r'student_tap=.backbone\.layer9.*backbone'),
     'E13': (lambda t: build_distiller(final_stage=dict(student_tap='neck')),
             ValueError, r'final_stage\.student_tap.*feature map'),
-    'E14': (lambda t: build_distiller(perception_stage=dict(num_heads=3)),
-            ValueError, r'num_heads=3.*128'),
-    'E15': (lambda t: build_distiller(final_stage=dict(spatial_weight=-0.1)),
-            ValueError, r'spatial_weight=-0\.1'),
+    'E14': (lambda t: build_distiller(perception_stage=dict(projector=dict(
+        CAP, num_heads=3))), ValueError,
+            r'model\.perception_stage\.projector.*num_heads=3.*128'),
+    'E15': (lambda t: build_distiller(final_stage=dict(loss=dict(
+        DFM, spatial_weight=-0.1))), ValueError,
+            r'model\.final_stage\.loss.*spatial_weight=-0\.1'),
     'E16': (lambda t: build_distiller(logit_kd=dict(
         type='LogitKDLoss', alpha=1.5)), ValueError, r'alpha=1\.5.*0\.5'),
     'E17': (lambda t: build_distiller(logit_kd=dict(
         type='LogitKDLoss', tau=0)), ValueError, r'tau=0.*1\.0'),
     'E18': (lambda t: _grayscale_step(), ValueError,
             r'model\.input_channels.*RGB'),
-    'E19': (lambda t: build_distiller(final_stage=dict(num_head=4)),
-            KeyError, r'num_head.*allowed keys'),
-    'E20': (lambda t: _without('num_heads')(), KeyError,
-            r'final_stage\.num_heads'),
+    'E19': (lambda t: build_distiller(final_stage=dict(projectors=CAP)),
+            KeyError, r"\['projectors'\] in `model\.final_stage`.*allowed"),
+    'E20': (lambda t: _without('projector')(), KeyError,
+            r'final_stage\.projector` is required'),
     'E21': (lambda t: _class_mismatch(), ValueError,
             r'num_classes.*model\.logit_kd=None'),
-    'E22': (lambda t: build_distiller(perception_stage=dict(self_query=False)),
-            ValueError, r'perception_stage\.self_query'),
+    'E22': (lambda t: build_distiller(perception_stage=dict(projector=dict(
+        CAP, self_query=False))), ValueError,
+            r'perception_stage\.projector.*self_query=False.*only the final'),
     'E23': (lambda t: _nan_step(t), FloatingPointError,
             r'Non-finite loss at iteration .*loss_cls'),
-    'E24': (lambda t: build_distiller(final_stage=dict(conv_impl='cudnn')),
-            ValueError, r"model\.final_stage.*conv_impl='cudnn'.*'native'"),
+    'E24': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, conv_impl='cudnn'))), ValueError,
+            r"model\.final_stage\.projector.*conv_impl='cudnn'.*'native'"),
     'E25': (lambda t: _test_with(t, _checkpoint(t, lambda s: {
-        k: v for k, v in s.items() if not k.startswith('projectors.')})),
+        k: v for k, v in s.items() if '.projectors.' not in k})),
             CheckpointError,
             r"load_from='.*epoch_1\.pth'.*missing projector perception_spatial"
             r'.*logit-KD or student-alone run'),
@@ -336,8 +347,8 @@ CASES = {
             r'other shapes: student\.backbone\.layer1\.0\.conv1\.weight: '
             r'file \(16, 64, 3, 3\), model \(8, 64, 3, 3\)'),
     'E28': (lambda t: _other_heads(t), CheckpointError,
-            r'model\.final_stage\.num_heads` is 8 in the checkpoint and 4 '
-            r'in the config'),
+            r'model\.final_stage\.projector\.num_heads` is 8 in the '
+            r'checkpoint and 4 in the config'),
     'E29': (lambda t: _extract_other_student(t), CheckpointError,
             r"CHECKPOINT '.*narrow\.pth' \(its student\.\* weights\).*"
             r'other shapes'),
@@ -382,21 +393,22 @@ CASES = {
             **s, 'head.fc.bias': torch.full_like(s['head.fc.bias'],
                                                  float('nan'))}))),
             CheckpointError, r"NaN or Inf values .*\['head\.fc\.bias'\]"),
-    'E42': (lambda t: build_distiller(perception_stage=dict(
-        spatial_weight=float('nan'))), ValueError,
-            r'model\.perception_stage.*spatial_weight=nan.*finite'),
-    'E43': (lambda t: build_distiller(final_stage=dict(
-        frequency_weight=float('inf'))), ValueError,
-            r'model\.final_stage.*frequency_weight=inf.*finite'),
-    'E44': (lambda t: build_distiller(final_stage=dict(softmax_scale=0)),
-            ValueError, r'model\.final_stage.*softmax_scale=0.*> 0'),
+    'E42': (lambda t: build_distiller(perception_stage=dict(loss=dict(
+        DFM, spatial_weight=float('nan')))), ValueError,
+            r'model\.perception_stage\.loss.*spatial_weight=nan.*finite'),
+    'E43': (lambda t: build_distiller(final_stage=dict(loss=dict(
+        DFM, frequency_weight=float('inf')))), ValueError,
+            r'model\.final_stage\.loss.*frequency_weight=inf.*finite'),
+    'E44': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, softmax_scale=0))), ValueError,
+            r'model\.final_stage\.projector.*softmax_scale=0.*> 0'),
     'E45': (lambda t: build_distiller(
-        perception_stage=dict(spatial_weight=0, frequency_weight=0),
-        final_stage=dict(self_query=True)), ValueError,
-            r'perception_stage\.spatial_weight.*both 0.*self_query=True'),
-    'E46': (lambda t: build_distiller(
-        final_stage=dict(spatial_weight=0, frequency_weight=0)), ValueError,
-            r'final_stage\.spatial_weight.*both 0'),
+        perception_stage=dict(loss=OFF),
+        final_stage=dict(projector=dict(CAP, self_query=True))), ValueError,
+            r'perception_stage\.loss` switches both views off.*'
+            r'final_stage\.projector\.self_query=False'),
+    'E46': (lambda t: build_distiller(final_stage=dict(loss=OFF)),
+            ValueError, r'final_stage\.loss` switches both views off'),
     'E47': (lambda t: build_runner(smoke_config(t, **{
         'train_dataloader.dataset.image_size': 96})).train(), ValueError,
             r'images are \(96, 96\).*model\.input_size=\(64, 64\)'),
@@ -420,6 +432,19 @@ CASES = {
     'E54': (lambda t: build_runner(smoke_config(
         t, work_dir_lock=dict(stale_after=10, refresh_every=30))).train(),
             ValueError, r'work_dir_lock\.refresh_every=30.*stale_after=10'),
+    'E55': (lambda t: build_distiller(final_stage=dict(num_heads=4)),
+            KeyError, r'`model\.final_stage\.num_heads` is now '
+            r'`model\.final_stage\.projector\.num_heads`.*nested'),
+    'E56': (lambda t: build_distiller(
+        perception_stage=dict(teacher_perception=False)), ValueError,
+            r'final_stage\.projector\.self_query=False.*teacher_perception='
+            r'False.*set `final_stage\.projector\.self_query=True`'),
+    'E57': (lambda t: build_distiller(final_stage=dict(teacher_split=1)),
+            KeyError, r'final_stage\.teacher_split.*only the perception'),
+    'E58': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        type='ConvProjecter'))), KeyError,
+            r'model\.final_stage\.projector.*ConvProjecter is not in the '
+            r'mmpretrain::model registry'),
 }
 
 

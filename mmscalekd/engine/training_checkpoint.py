@@ -196,8 +196,9 @@ def _part(key: str) -> str:
         names = names[1:]
     if names[0] == 'student' and len(names) > 1:
         return f'student {names[1]}'
-    if names[0] == 'projectors' and len(names) > 1:
-        return f'projector {names[1]}'
+    if names[0].endswith('_stage') and names[1:2] == ['projectors'] \
+            and len(names) > 2:  # perception_stage.projectors.spatial.*
+        return f'projector {names[0][:-len("_stage")]}_{names[2]}'
     return names[0]
 
 
@@ -225,8 +226,8 @@ def _hint(expected: Iterable[str], loaded: Iterable[str]) -> str:
         return (' The file is a distillation checkpoint: use the '
                 'distillation config, or take the student out with '
                 'tools/model_converters/extract_student.py.')
-    if any(k.startswith('projectors.') for k in expected) and not any(
-            k.startswith('projectors.') for k in loaded):
+    if any('.projectors.' in k for k in expected) and not any(
+            '.projectors.' in k for k in loaded):
         return (' The file has no projectors: it comes from a logit-KD or '
                 'student-alone run, not from this ScaleKD config.')
     return (' It was trained with a different config; use the config it '

@@ -133,11 +133,10 @@ class ScaleKDDistiller(BaseModel):
     def _build_stages(self, perception: dict, final: dict) -> None:
         features, teacher = self._probe()
         split = (teacher.split_tokens.shape[-1], *teacher.split_size)
-        self.final_stage = build_stage(
+        final_stage = build_stage(
             'final', final, student_shape=tuple(features['final'].shape[1:]),
             target_shape=tuple(teacher.final_feature.shape[1:]))
-        queries = self.final_stage.views if self.final_stage.takes_queries \
-            else ()
+        queries = final_stage.views if final_stage.takes_queries else ()
         if queries and perception.get('teacher_perception') is False:
             raise ValueError(
                 '`model.final_stage.projector.self_query=False` takes its '
@@ -148,6 +147,7 @@ class ScaleKDDistiller(BaseModel):
             'perception', perception, query_views=queries,
             student_shape=tuple(features['perception'].shape[1:]),
             target_shape=split)
+        self.final_stage = final_stage
 
     @property
     def stages(self) -> Dict[str, nn.Module]:

@@ -1,4 +1,5 @@
 """One distilled stage of ScaleKD: its projectors and its loss."""
+import inspect
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -84,7 +85,7 @@ class ScaleKDStage(nn.Module):
         self.student_tap = student_tap
         self.teacher_split = teacher_split
         self.teacher_perception = teacher_perception
-        self.loss = MODELS.build(loss)
+        self.loss = _build(loss, f'model.{name}_stage.loss')
         self.views = tuple(self.loss.views)
         built_views = [v for v in ('spatial', 'frequency')
                        if v in self.views or v in query_views]
@@ -100,13 +101,14 @@ class ScaleKDStage(nn.Module):
         student_channels, *student_size = student_shape
         teacher_channels, *query_size = target_shape
         self.projectors = nn.ModuleDict({
-            view: MODELS.build(
+            view: _build(
                 dict(
                     projector,
                     student_channels=student_channels,
                     student_size=tuple(student_size),
                     teacher_channels=teacher_channels,
-                    query_size=tuple(query_size)))
+                    query_size=tuple(query_size)),
+                f'model.{name}_stage.projector')
             for view in built_views
         })
         self.takes_queries = any(
@@ -182,6 +184,14 @@ class ScaleKDStage(nn.Module):
         return outputs.final_feature
 
 
+def _build(cfg: dict, where: str) -> nn.Module:
+    """``MODELS.build(cfg)``, with ``where`` in front of its errors."""
+    try:
+        return MODELS.build(cfg)
+    except (TypeError, ValueError, KeyError) as error:
+        raise type(error)(f'`{where}`: {error}') from None
+
+
 def build_stage(name: str, cfg: dict, **inferred) -> ScaleKDStage:
     """Build ``model.<name>_stage`` from its config, naming the key at
     fault: flat keys of the old form, shapes given, unknown keys."""
@@ -202,11 +212,11 @@ def build_stage(name: str, cfg: dict, **inferred) -> ScaleKDStage:
     for key in ('student_tap', 'projector', 'loss'):
         if key not in cfg:
             raise KeyError(f'`{where}.{key}` is required.')
-    stage = dict(type='ScaleKDStage', **cfg, name=name, **inferred)
-    try:
-        return MODELS.build(stage)
-    except (TypeError, ValueError, KeyError) as error:
-        message = str(error)
-        if where in message:
-            raise
-        raise type(error)(f'`{where}`: {message}') from None
+    stage = dict(type='ScaleKDStage', name=name, **cfg, **inferred)
+    allowed = set(inspect.signature(MODELS.get(stage['type'])).parameters)
+    allowed -= {'name', *inferred}
+    unknown = sorted(set(cfg) - allowed - {'type'})
+    if unknown:
+        raise KeyError(f'Unknown key(s) {unknown} in `{where}`; allowed keys '
+                       f'are {sorted(allowed)}.')
+    return MODELS.build(stage)

@@ -8,9 +8,12 @@ from mmengine.optim import build_optim_wrapper
 
 from mmscalekd.models.losses import DualViewFeatureLoss
 from mmscalekd.utils import CheckpointError
+from mmpretrain.registry import MODELS
+
 from tests.conftest import (IMAGE_SIZE, build_distiller, distiller_cfg,
                             make_batch, tiny_swin_teacher)
 
+LEARNED_QUERIES = dict(type='CrossAttentionProjector', num_heads=4)
 SCALEKD_KEYS = {
     'loss_cls', 'loss_kd', 'loss_perception_spatial',
     'loss_perception_frequency', 'loss_final_spatial', 'loss_final_frequency'
@@ -36,9 +39,8 @@ def test_loss_terms_and_composition(distiller):
     torch.testing.assert_close(losses['loss_cls'], 0.5 * plain)
 
     # Teacher parameter perception, recomputed by hand from the parts.
-    adapter = distiller.teacher_adapter
     with torch.no_grad():
-        teacher = adapter(inputs)
+        teacher = distiller.teacher(inputs)
         taps = {}
         hooks = [
             dict(student.named_modules())[name].register_forward_hook(
@@ -49,7 +51,7 @@ def test_loss_terms_and_composition(distiller):
         for hook in hooks:
             hook.remove()
         perceived = {
-            view: adapter.forward_rest(
+            view: distiller.teacher.forward_rest(
                 distiller.projectors[f'perception_{view}'](
                     taps['backbone.layer3']), teacher.split_size)
             for view in ('spatial', 'frequency')
@@ -132,33 +134,30 @@ def test_teacher_stays_frozen_and_in_eval_mode():
     distiller = build_distiller()
     distiller.train()
     assert distiller.student.training
-    assert not any(m.training for m in distiller.teacher.modules())
-    assert not any(p.requires_grad for p in distiller.teacher.parameters())
+    network = distiller.teacher.network
+    assert not any(m.training for m in network.modules())
+    assert not any(p.requires_grad for p in network.parameters())
     inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     # Drop-path is 0.1 in this teacher: identical outputs prove eval mode.
-    with torch.no_grad():
-        first = distiller.teacher_adapter(inputs).logits
-        second = distiller.teacher_adapter(inputs).logits
+    first = distiller.teacher(inputs).logits
+    second = distiller.teacher(inputs).logits
     assert torch.equal(first, second)
 
 
 def test_reference_behaviour_option_trains_the_teacher():
     distiller = build_distiller(keep_teacher_eval=False)
     distiller.train()
-    assert distiller.teacher.training
+    assert distiller.teacher.network.training
     inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
-    with torch.no_grad():
-        first = distiller.teacher_adapter(inputs).logits
-        second = distiller.teacher_adapter(inputs).logits
+    first = distiller.teacher(inputs).logits
+    second = distiller.teacher(inputs).logits
     assert not torch.equal(first, second)
 
 
 def test_optimizer_steps_train_student_and_leave_teacher_bit_identical():
     distiller = build_distiller()
-    teacher_before = {
-        k: v.clone()
-        for k, v in distiller.teacher.state_dict().items()
-    }
+    network = distiller.teacher.network
+    teacher_before = {k: v.clone() for k, v in network.state_dict().items()}
     student_before = distiller.student.backbone.conv1.weight.clone()
     optim_wrapper = build_optim_wrapper(
         distiller,
@@ -169,11 +168,11 @@ def test_optimizer_steps_train_student_and_leave_teacher_bit_identical():
     for step in range(3):
         log_vars = distiller.train_step(make_batch(seed=step), optim_wrapper)
         assert torch.isfinite(log_vars['loss'])
-    for key, value in distiller.teacher.state_dict().items():
+    for key, value in network.state_dict().items():
         assert torch.equal(value, teacher_before[key]), key
     assert not torch.equal(distiller.student.backbone.conv1.weight,
                            student_before)
-    assert all(p.grad is None for p in distiller.teacher.parameters())
+    assert all(p.grad is None for p in network.parameters())
 
 
 def test_gradient_reaches_projectors_and_student_through_teacher(distiller):
@@ -192,16 +191,19 @@ def test_gradient_reaches_projectors_and_student_through_teacher(distiller):
 def test_checkpoint_leaves_teacher_out_and_reloads(distiller):
     state = distiller.state_dict()
     assert state and not any(k.startswith('teacher.') for k in state)
-    assert any(k.startswith('projectors.') for k in state)
-    other = build_distiller()
+    assert any(k.startswith('final_stage.projectors.') for k in state)
+    torch.manual_seed(1)  # other weights, so that the load must set them
+    other = MODELS.build(distiller_cfg())
+    differing = [k for k, v in other.state_dict().items()
+                 if v.is_floating_point() and not torch.equal(v, state[k])]
+    assert any('projectors' in k for k in differing)
     other.load_state_dict(state, strict=True)
     for key, value in other.state_dict().items():
         assert torch.equal(value, state[key])
 
 
-def test_shapes_are_inferred_and_explicit_mismatch_names_the_key():
-    distiller = build_distiller(
-        perception_stage=dict(student_channels=64, query_size=4))
+def test_shapes_are_inferred_and_given_shapes_are_refused():
+    distiller = build_distiller()
     projector = distiller.projectors['perception_spatial']
     assert (projector.student_channels, projector.student_size,
             projector.teacher_channels,
@@ -210,16 +212,17 @@ def test_shapes_are_inferred_and_explicit_mismatch_names_the_key():
     assert (final.student_channels, final.student_size,
             final.teacher_channels, final.query_size) == (128, (2, 2), 256,
                                                           (2, 2))
-    with pytest.raises(ValueError,
-                       match=r'perception_stage.student_channels=1024'):
-        build_distiller(perception_stage=dict(student_channels=1024))
-    with pytest.raises(ValueError, match=r'final_stage.teacher_channels=96'):
-        build_distiller(final_stage=dict(teacher_channels=96))
+    with pytest.raises(KeyError, match=r'perception_stage.*student_channels'
+                       r'.*read off the networks'):
+        build_distiller(perception_stage=dict(projector=dict(
+            type='CrossAttentionProjector', num_heads=2,
+            student_channels=64)))
 
 
 def test_zero_weight_view_builds_no_projector():
-    distiller = build_distiller(
-        final_stage=dict(self_query=True, frequency_weight=0.0))
+    distiller = build_distiller(final_stage=dict(
+        projector=LEARNED_QUERIES, loss=dict(type='DualViewFeatureLoss',
+                                             frequency_weight=0.0)))
     assert 'final_frequency' not in distiller.projectors
     data = preprocess(distiller, make_batch())
     losses = distiller(**data, mode='loss')
@@ -232,9 +235,8 @@ def test_perception_stage_only_as_the_source_of_final_queries():
     perception projectors still run (they give the final queries), no
     perception loss is computed. (With learned final queries the stage would
     compute nothing, which is refused: docs/errors.md E45.)"""
-    distiller = build_distiller(
-        perception_stage=dict(spatial_weight=0, frequency_weight=0),
-        final_stage=dict(self_query=False))
+    distiller = build_distiller(perception_stage=dict(loss=dict(
+        type='DualViewFeatureLoss', spatial_weight=0, frequency_weight=0)))
     assert {'perception_spatial', 'perception_frequency'} <= set(
         distiller.projectors)
     distiller.train()
@@ -258,7 +260,11 @@ def test_logit_kd_off_keeps_full_student_loss():
 
 
 @pytest.mark.parametrize('overrides,match', [
-    (dict(perception_stage=dict(num_heads=3)), 'num_heads=3'),
+    (dict(perception_stage=dict(projector=dict(
+        type='CrossAttentionProjector', num_heads=3))), 'num_heads=3'),
+    (dict(perception_stage=dict(num_heads=3)),
+     r'perception_stage.num_heads.*now.*perception_stage.projector.num_heads'
+     ),
     (dict(perception_stage=dict(student_tap='backbone.layer9')),
      'student_tap'),
     (dict(perception_stage=dict(teacher_split=3)), 'teacher_split'),
@@ -296,7 +302,8 @@ class TestTeacherCheckpoint:
         distiller = build_distiller(teacher=dict(checkpoint=path))
         distiller.init_weights()  # the runner does this; must not re-init
         for key, value in reference.state_dict().items():
-            assert torch.equal(distiller.teacher.state_dict()[key], value)
+            assert torch.equal(
+                distiller.teacher.network.state_dict()[key], value)
 
     def test_missing_keys_are_an_error(self, tmp_path):
         path, _ = self._teacher_file(
@@ -353,7 +360,8 @@ def test_teacher_from_config_file(tmp_path):
     config = tmp_path / 'teacher.py'
     config.write_text(f'model = {tiny_swin_teacher()!r}\n')
     distiller = build_distiller(teacher=dict(config=str(config)))
-    assert type(distiller.teacher.backbone).__name__ == 'SwinTransformer'
+    assert type(distiller.teacher.network.backbone).__name__ == \
+        'SwinTransformer'
     assert distiller_cfg()['teacher']['checkpoint'] is None
 
 
@@ -377,7 +385,7 @@ def test_student_batch_augments_are_kept():
 
 def test_logit_kd_only_baseline():
     distiller = build_distiller(perception_stage=None, final_stage=None)
-    assert distiller.teacher_adapter is None
+    assert distiller.teacher.adapter is None
     assert len(distiller.projectors) == 0
     data = preprocess(distiller, make_batch())
     losses = distiller(**data, mode='loss')
@@ -385,7 +393,8 @@ def test_logit_kd_only_baseline():
         'loss_cls', 'loss_kd'
     }
     with torch.no_grad():
-        teacher_logits = distiller.teacher(data['inputs'], mode='tensor')
+        teacher_logits = distiller.teacher.network(data['inputs'],
+                                                   mode='tensor')
         student_logits = distiller.student(data['inputs'], mode='tensor')
     expected = distiller.logit_kd(student_logits, teacher_logits)
     torch.testing.assert_close(losses['loss_kd'], expected)
