@@ -2,6 +2,8 @@ from .base import TeacherAdapter, TeacherOutputs, build_teacher_adapter
 from .convnext import ConvNeXtTeacherAdapter
 from .frozen_teacher import (FrozenTeacher, load_teacher_model_config,
                              load_teacher_weights)
+from .plain_vit import PlainViTTeacherAdapter
+from .staged import StagedTeacherAdapter
 from .swin import SwinTeacherAdapter
 from .swin_v2 import SwinV2TeacherAdapter
 from .timm import (TimmSwinTeacherAdapter,
@@ -13,6 +15,7 @@ from .vision_transformer import (BEiTTeacherAdapter, DeiT3TeacherAdapter,
 __all__ = [
     'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights',
     'TeacherAdapter', 'TeacherOutputs', 'build_teacher_adapter',
+    'PlainViTTeacherAdapter', 'StagedTeacherAdapter',
     'SwinTeacherAdapter', 'SwinV2TeacherAdapter',
     'VisionTransformerTeacherAdapter',
     'DistilledVisionTransformerTeacherAdapter', 'DeiT3TeacherAdapter',

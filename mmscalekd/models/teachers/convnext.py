@@ -1,5 +1,5 @@
 """Teacher adapter for mmpretrain's ConvNeXt."""
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import torch
 
@@ -7,28 +7,28 @@ from mmpretrain.models.backbones import ConvNeXt
 
 from mmscalekd.models.utils import map_to_tokens, tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
-from .base import TeacherAdapter, TeacherOutputs
+from .staged import StagedTeacherAdapter
 
 __all__ = ['ConvNeXtTeacherAdapter']
 
 
 @TEACHER_ADAPTERS.register_module()
-class ConvNeXtTeacherAdapter(TeacherAdapter):
+class ConvNeXtTeacherAdapter(StagedTeacherAdapter):
     """Split a ConvNeXt after stage ``split_index``.
 
     The tokens at the split point are the stage's output map flattened
-    row-major; the rest is the later downsample layers and stages and the
-    last stage's norm (method section 3, with stages as for Swin).
+    row-major; the rest is the later downsample layers and stages (method
+    section 3, with stages as for Swin). The state between stages is the
+    map (N, C, H, W) itself.
 
-    The final feature is the last stage's map normalised by the backbone's
-    own ``norm{last}`` (a channel LayerNorm) at every position, (N, C, H, W).
-    With ``gap_before_final_norm=False`` that is exactly the backbone's
-    output. With the default ``gap_before_final_norm=True`` the backbone
-    normalises only the pooled vector and gives no map; this adapter still
-    returns the per-position normalised map, so that a checkpoint gives the
-    same teacher feature whatever the flag, and keeps the logits the
-    classifier's own: they come from the backbone's outputs computed as the
-    backbone computes them (pool, then norm).
+    Final norm: with ``gap_before_final_norm=False`` the backbone normalises
+    the last stage's map at every position (``norm{last}``, a channel
+    LayerNorm), and ``final_feature`` is that map, exactly the backbone's
+    output. With the released default ``gap_before_final_norm=True`` the
+    backbone normalises only the pooled vector, so ``final_feature`` is the
+    last stage's raw map. The logits are the classifier's own either way:
+    they come from the backbone's outputs computed as the backbone computes
+    them (pool then norm, or norm).
 
     Shapes: ``split_tokens`` (N, H*W, C) at the stage's (H, W) grid,
     ``final_feature`` (N, C', H', W').
@@ -41,55 +41,31 @@ class ConvNeXtTeacherAdapter(TeacherAdapter):
 
     backbone_types = (ConvNeXt, )
 
-    def __init__(self, teacher, split_index: int) -> None:
-        super().__init__(teacher, split_index)
-        self._check_stage_split('ConvNeXt')
+    def _embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs  # the stem is stage 0's downsample layer
 
-    def _run_stages(self, x: torch.Tensor, stages: range,
-                    outs: Optional[List[torch.Tensor]]) -> torch.Tensor:
-        """Run ``stages`` on a map (N, C, H, W) exactly as
-        ``ConvNeXt.forward`` does, appending the outputs of ``out_indices``
-        stages to ``outs`` when given."""
+    def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         backbone = self.backbone
-        for i in stages:
-            x = backbone.stages[i](backbone.downsample_layers[i](x))
-            if outs is not None and i in backbone.out_indices:
-                norm = getattr(backbone, f'norm{i}')
-                if backbone.gap_before_final_norm:
-                    gap = x.mean([-2, -1], keepdim=True)
-                    outs.append(norm(gap).flatten(1))
-                else:
-                    outs.append(norm(x))
-        return x
+        return backbone.stages[index](backbone.downsample_layers[index](x))
 
-    @property
-    def _rest_stages(self) -> range:
-        return range(self.split_index + 1, len(self.backbone.stages))
+    def _to_tokens(self, x: torch.Tensor
+                   ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        return map_to_tokens(x).contiguous(), tuple(x.shape[-2:])
 
-    def _final_feature(self, x: torch.Tensor) -> torch.Tensor:
-        last = len(self.backbone.stages) - 1
-        return getattr(self.backbone, f'norm{last}')(x)
-
-    def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
-        """Images (N, 3, H0, W0) -> :class:`TeacherOutputs`."""
-        outs = []
-        x = self._run_stages(inputs, range(self.split_index + 1), outs)
-        split_size = tuple(x.shape[-2:])
-        split_tokens = map_to_tokens(x).contiguous()
-        x = self._run_stages(x, self._rest_stages, outs)
-        logits = self.logits_from_outputs(tuple(outs))
-        return TeacherOutputs(split_tokens, split_size,
-                              self._final_feature(x), logits)
-
-    def forward_rest(self,
-                     tokens: torch.Tensor,
-                     split_size: Tuple[int, int],
-                     extra_tokens: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
-        """Tokens (N, H*W, C) at the split point -> final feature
-        (N, C', H', W'). ConvNeXt has no extra (class) tokens."""
+    def _from_tokens(self, tokens: torch.Tensor,
+                     grid: Tuple[int, int]) -> torch.Tensor:
         # Contiguous so that the convolutions see the same memory layout as
         # in the teacher's own forward.
-        x = tokens_to_map(tokens, split_size).contiguous()
-        return self._final_feature(self._run_stages(x, self._rest_stages,
-                                                    None))
+        return tokens_to_map(tokens, grid).contiguous()
+
+    def _unit_output(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        norm = getattr(self.backbone, f'norm{index}')
+        if self.backbone.gap_before_final_norm:
+            return norm(x.mean([-2, -1], keepdim=True)).flatten(1)
+        return norm(x)
+
+    def _final_feature(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backbone.gap_before_final_norm:
+            return x  # the released model normalises only the pooled vector
+        # Per position: the backbone's own output of the last stage.
+        return self._unit_output(self.num_split_units - 1, x)

@@ -1,5 +1,5 @@
 """Teacher adapter for mmpretrain's SwinTransformer."""
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import torch
 
@@ -8,13 +8,13 @@ from mmpretrain.models.utils import resize_pos_embed
 
 from mmscalekd.models.utils import tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
-from .base import TeacherAdapter, TeacherOutputs
+from .base import TokensAndGrid
+from .staged import StagedTeacherAdapter
 
 __all__ = ['SwinTeacherAdapter', 'embed_patches']
 
 
-def embed_patches(backbone, inputs: torch.Tensor
-                  ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def embed_patches(backbone, inputs: torch.Tensor) -> TokensAndGrid:
     """The stem of mmpretrain's Swin (V1 and V2), as their ``forward``
     runs it: patch tokens (N, H*W, C) and their grid (H, W)."""
     x, hw = backbone.patch_embed(inputs)
@@ -27,65 +27,60 @@ def embed_patches(backbone, inputs: torch.Tensor
 
 
 @TEACHER_ADAPTERS.register_module()
-class SwinTeacherAdapter(TeacherAdapter):
+class SwinTeacherAdapter(StagedTeacherAdapter):
     """Split a Swin Transformer after the blocks of stage ``split_index``.
 
     The tokens at the split point are the stage's block outputs before its
     patch merging; the rest is that patch merging, the later stages and the
-    final norm (method section 3).
+    final norm (method section 3). So this adapter's stage ``i`` is stage
+    ``i - 1``'s patch merging followed by stage ``i``'s blocks.
+
+    Final norm: ``final_feature`` is the last stage's map normalised by
+    ``norm{last}`` at every position, exactly the backbone's own last
+    output. See :class:`StagedTeacherAdapter` for the shapes.
+
+    Args:
+        teacher (nn.Module): an ``ImageClassifier`` with a
+            ``SwinTransformer`` backbone whose ``out_indices`` include the
+            last stage.
+        split_index (int): 0-based stage index in ``[0, num_stages - 2]``.
     """
 
     backbone_types = (SwinTransformer, )
 
-    def __init__(self, teacher, split_index: int) -> None:
-        super().__init__(teacher, split_index)
-        self._check_stage_split('Swin')
+    def _embed(self, inputs: torch.Tensor) -> TokensAndGrid:
+        return embed_patches(self.backbone, inputs)
 
-    def _stage_outputs(self, x: torch.Tensor, hw: Tuple[int, int],
-                       first: int, run_first_blocks: bool
-                       ) -> Tuple[List[torch.Tensor], Optional[tuple]]:
-        """Run stages ``first..`` exactly as SwinTransformer.forward does.
+    def _run_stage(self, index: int, state: TokensAndGrid) -> TokensAndGrid:
+        x, grid = state
+        if index > 0:
+            x, grid = self.stages[index - 1].downsample(x, grid)
+        for block in self.stages[index].blocks:
+            x = block(x, grid)
+        return x, tuple(grid)
 
-        Returns the backbone outputs of the stages run and, when stage
-        ``split_index`` ran its blocks here, the split tokens and grid.
-        """
-        backbone = self.backbone
-        outs, split = [], None
-        for i in range(first, len(backbone.stages)):
-            stage = backbone.stages[i]
-            if run_first_blocks or i > first:
-                for block in stage.blocks:
-                    x = block(x, hw)
-                if i == self.split_index:
-                    split = (x, hw)
-            if i in backbone.out_indices and not backbone.out_after_downsample:
-                outs.append(self._to_map(i, x, hw))
-            if stage.downsample is not None:
-                x, hw = stage.downsample(x, hw)
-            if i in backbone.out_indices and backbone.out_after_downsample:
-                outs.append(self._to_map(i, x, hw))
-        return outs, split
+    def _to_tokens(self, state: TokensAndGrid) -> TokensAndGrid:
+        return state  # Swin runs on row-major tokens already
 
-    def _to_map(self, index: int, x: torch.Tensor,
-                hw: Tuple[int, int]) -> torch.Tensor:
+    def _from_tokens(self, tokens: torch.Tensor,
+                     grid: Tuple[int, int]) -> TokensAndGrid:
+        return tokens, grid
+
+    def _normed_map(self, index: int, x: torch.Tensor,
+                    grid: Tuple[int, int]) -> torch.Tensor:
+        """Tokens (N, H*W, C) -> ``norm{index}``-ed map (N, C, H, W), as the
+        backbone outputs stage ``index``."""
         out = getattr(self.backbone, f'norm{index}')(x)
-        return tokens_to_map(out, hw).contiguous()
+        return tokens_to_map(out, grid).contiguous()
 
-    def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
-        x, hw = embed_patches(self.backbone, inputs)
-        outs, (split_tokens, split_size) = self._stage_outputs(
-            x, hw, first=0, run_first_blocks=True)
-        logits = self.logits_from_outputs(tuple(outs))
-        return TeacherOutputs(split_tokens, tuple(split_size), outs[-1],
-                              logits)
+    def _unit_output(self, index: int, state: TokensAndGrid) -> torch.Tensor:
+        x, grid = state
+        downsample = self.stages[index].downsample
+        if self.backbone.out_after_downsample and downsample is not None:
+            # The backbone then outputs the stage after its patch merging,
+            # which this adapter runs at the start of the next stage.
+            x, grid = downsample(x, grid)
+        return self._normed_map(index, x, grid)
 
-    def forward_rest(self,
-                     tokens: torch.Tensor,
-                     split_size: Tuple[int, int],
-                     extra_tokens: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
-        # Swin has no extra (class) tokens.
-        outs, _ = self._stage_outputs(
-            tokens, tuple(split_size), first=self.split_index,
-            run_first_blocks=False)
-        return outs[-1]
+    def _final_feature(self, state: TokensAndGrid) -> torch.Tensor:
+        return self._normed_map(self.num_split_units - 1, *state)

@@ -7,18 +7,19 @@ optional final norm. They differ in how the stem builds those tokens (and
 BEiT's blocks take a relative position bias), so each has a class here that
 overrides only the differing step.
 """
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import torch
+from torch import nn
 
 from mmpretrain.models.backbones import (BEiTViT, DeiT3,
                                          DistilledVisionTransformer,
                                          VisionTransformer)
 from mmpretrain.models.utils import resize_pos_embed
 
-from mmscalekd.models.utils import tokens_to_map
 from mmscalekd.registry import TEACHER_ADAPTERS
-from .base import TeacherAdapter, TeacherOutputs
+from .base import TokensAndGrid
+from .plain_vit import PlainViTTeacherAdapter
 
 __all__ = [
     'VisionTransformerTeacherAdapter',
@@ -28,52 +29,28 @@ __all__ = [
 
 
 @TEACHER_ADAPTERS.register_module()
-class VisionTransformerTeacherAdapter(TeacherAdapter):
-    """Split a plain ViT after block ``split_index``.
+class VisionTransformerTeacherAdapter(PlainViTTeacherAdapter):
+    """Split an mmpretrain ViT (or DeiT) after block ``split_index``.
 
-    A plain ViT has no stages, so the split point is a block (method
-    section 3: the reference splits BEiT-L after block 21 of 24). The
-    tokens at the split point are that block's output; the rest is blocks
-    ``split_index + 1 ..`` plus the final norm.
-
-    Shapes, with E extra (class / distillation) tokens and an (H, W) patch
-    grid of C channels:
-
-    - ``split_tokens``: the patch tokens (N, H*W, C), row-major;
-    - ``split_extra_tokens``: the extra tokens (N, E, C), or None when the
-      backbone has none (``with_cls_token=False``);
-    - ``final_feature``: the patch tokens after the last block and, when the
-      backbone has one (``final_norm=True``), the final norm ``ln1``, as a
-      map (N, C, H, W). It is what the backbone itself returns for
-      ``out_type='featmap'``, whatever its configured ``out_type``: BEiT's
-      default ``final_norm=False`` normalises only the pooled vector
-      (``ln2`` after averaging, i.e. the head's input), not the tokens, so
-      there the map is the last block's raw patch tokens;
-    - ``logits``: the classifier's own, from the backbone outputs formatted
-      by the backbone's own ``_format_output`` for its ``out_type`` and
-      ``out_indices``.
+    See :class:`PlainViTTeacherAdapter` for the split and the shapes.
+    Final norm: ``ln1`` on every token when ``final_norm=True`` (ViT's and
+    DeiT's default), so ``final_feature`` is normalised; with
+    ``final_norm=False`` it is the last block's raw patch tokens. Either way
+    it is what the backbone returns for ``out_type='featmap'``, whatever its
+    configured ``out_type``. The logits are the classifier's own: its neck
+    and head on the backbone outputs formatted by the backbone's own
+    ``_format_output`` for its ``out_type`` and ``out_indices``.
 
     Args:
         teacher (nn.Module): an ``ImageClassifier`` with the backbone.
-        split_index (int): 0-based block index in
-            ``[0, num_layers - 2]``, so that at least one block is left for
-            the rest.
+        split_index (int): 0-based block index in ``[0, num_layers - 2]``.
     """
 
     backbone_types = (VisionTransformer, )
 
-    def __init__(self, teacher, split_index: int) -> None:
-        super().__init__(teacher, split_index)
-        num_layers = len(self.backbone.layers)
-        if not 0 <= split_index <= num_layers - 2:
-            raise ValueError(
-                f'Teacher split point `model.perception_stage.teacher_split='
-                f'{split_index}` is out of range for a '
-                f'{type(self.backbone).__name__} teacher with {num_layers} '
-                f'blocks: it is the 0-based block after which the teacher '
-                f'is split and must lie in [0, {num_layers - 2}] so that at '
-                f'least one block is left to run (the paper splits BEiT-L '
-                f'before its last two blocks: {num_layers - 3} here).')
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.backbone.layers
 
     @property
     def num_extra_tokens(self) -> int:
@@ -81,93 +58,40 @@ class VisionTransformerTeacherAdapter(TeacherAdapter):
         # DeiT's class + distillation tokens.
         return self.backbone.num_extra_tokens
 
-    def _embed(self,
-               inputs: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _embed(self, inputs: torch.Tensor) -> TokensAndGrid:
         """Images (N, 3, H0, W0) -> tokens (N, E + H*W, C) and (H, W),
         exactly as ``VisionTransformer.forward`` builds them."""
         backbone = self.backbone
-        x, hw = backbone.patch_embed(inputs)
-        if backbone.cls_token is not None:
-            x = torch.cat((backbone.cls_token.expand(x.shape[0], -1, -1), x),
-                          dim=1)
-        x = x + resize_pos_embed(
+        x, grid = backbone.patch_embed(inputs)
+        x = self._add_pos_embed(self._prepend_cls_token(x), grid,
+                                backbone.num_extra_tokens)
+        return backbone.pre_norm(backbone.drop_after_pos(x)), tuple(grid)
+
+    def _prepend_cls_token(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, H*W, C) -> (N, 1 + H*W, C); unchanged without a class token.
+        cls_token = self.backbone.cls_token
+        if cls_token is None:
+            return x
+        return torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+
+    def _add_pos_embed(self, x: torch.Tensor, grid: Tuple[int, int],
+                       num_extra_tokens: int) -> torch.Tensor:
+        # Resized to the input's grid, as the backbone does for any size.
+        backbone = self.backbone
+        return x + resize_pos_embed(
             backbone.pos_embed,
             backbone.patch_resolution,
-            hw,
+            grid,
             mode=backbone.interpolate_mode,
-            num_extra_tokens=backbone.num_extra_tokens)
-        x = backbone.drop_after_pos(x)
-        return backbone.pre_norm(x), tuple(hw)
+            num_extra_tokens=num_extra_tokens)
 
-    def _layer_inputs(self) -> tuple:
-        """Extra positional inputs of every block (none for ViT)."""
-        return ()
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.ln1(x) if self.backbone.final_norm else x
 
-    def _run_blocks(self, x: torch.Tensor, hw: Tuple[int, int],
-                    blocks: range,
-                    outs: Optional[List] = None) -> torch.Tensor:
-        """Run ``blocks`` on tokens (N, E + H*W, C) like the backbone's
-        forward: the final norm right after the last block, and the
-        formatted outputs of ``out_indices`` blocks appended to ``outs``."""
-        backbone = self.backbone
-        last = len(backbone.layers) - 1
-        layer_inputs = self._layer_inputs()
-        for i in blocks:
-            x = backbone.layers[i](x, *layer_inputs)
-            if i == last and backbone.final_norm:
-                x = backbone.ln1(x)
-            if outs is not None and i in backbone.out_indices:
-                # The backbone's own formatting, so that the logits match
-                # whatever ``out_type`` (cls_token, avg_featmap, ...) is set.
-                outs.append(backbone._format_output(x, hw))
-        return x
-
-    @property
-    def _rest_blocks(self) -> range:
-        return range(self.split_index + 1, len(self.backbone.layers))
-
-    def _patch_map(self, x: torch.Tensor,
-                   hw: Tuple[int, int]) -> torch.Tensor:
-        # (N, E + H*W, C) -> patch map (N, C, H, W)
-        return tokens_to_map(x, hw, self.num_extra_tokens).contiguous()
-
-    def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
-        """Images (N, 3, H0, W0) -> :class:`TeacherOutputs`."""
-        x, hw = self._embed(inputs)
-        outs = []
-        x = self._run_blocks(x, hw, range(self.split_index + 1), outs)
-        num_extra = self.num_extra_tokens
-        extra_tokens = x[:, :num_extra].contiguous() if num_extra else None
-        split_tokens = x[:, num_extra:].contiguous()
-        x = self._run_blocks(x, hw, self._rest_blocks, outs)
-        logits = self.logits_from_outputs(tuple(outs))
-        return TeacherOutputs(split_tokens, hw, self._patch_map(x, hw),
-                              logits, extra_tokens)
-
-    def forward_rest(self,
-                     tokens: torch.Tensor,
-                     split_size: Tuple[int, int],
-                     extra_tokens: Optional[torch.Tensor] = None
-                     ) -> torch.Tensor:
-        """Patch tokens (N, H*W, C) and extra tokens (N, E, C) at the split
-        point -> final feature map (N, C, H, W).
-
-        The extra tokens go back in front of the patch tokens, where the
-        backbone keeps them. The blocks mix them with the patch tokens, so
-        they are required whenever the backbone has them.
-        """
-        num_extra = self.num_extra_tokens
-        if num_extra:
-            if extra_tokens is None or extra_tokens.shape[1] != num_extra:
-                raise ValueError(
-                    f'The rest of a {type(self.backbone).__name__} teacher '
-                    f'needs its {num_extra} class/distillation token(s) at '
-                    f'the split point as `extra_tokens` (N, {num_extra}, C); '
-                    "pass the teacher's own `split_extra_tokens`.")
-            tokens = torch.cat((extra_tokens, tokens), dim=1)
-        hw = tuple(split_size)
-        x = self._run_blocks(tokens, hw, self._rest_blocks)
-        return self._patch_map(x, hw)
+    def _unit_output(self, index: int, state: TokensAndGrid) -> torch.Tensor:
+        # The backbone's own formatting, so that the logits match whatever
+        # ``out_type`` (cls_token, avg_featmap, ...) is set.
+        return self.backbone._format_output(*state)
 
 
 @TEACHER_ADAPTERS.register_module()
@@ -179,26 +103,18 @@ class DistilledVisionTransformerTeacherAdapter(
     order (E = 2). Only the stem differs from ViT: both tokens go in before
     the position embedding, and ``DistilledVisionTransformer.forward`` does
     not apply ``pre_norm``. See :class:`VisionTransformerTeacherAdapter`
-    for the shapes and arguments.
+    for the final norm, shapes and arguments.
     """
 
     backbone_types = (DistilledVisionTransformer, )
 
-    def _embed(self,
-               inputs: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _embed(self, inputs: torch.Tensor) -> TokensAndGrid:
         backbone = self.backbone
-        x, hw = backbone.patch_embed(inputs)
-        n = x.shape[0]
-        x = torch.cat((backbone.cls_token.expand(n, -1, -1),
-                       backbone.dist_token.expand(n, -1, -1), x),
-                      dim=1)
-        x = x + resize_pos_embed(
-            backbone.pos_embed,
-            backbone.patch_resolution,
-            hw,
-            mode=backbone.interpolate_mode,
-            num_extra_tokens=backbone.num_extra_tokens)
-        return backbone.drop_after_pos(x), tuple(hw)
+        x, grid = backbone.patch_embed(inputs)
+        dist_token = backbone.dist_token.expand(x.shape[0], -1, -1)
+        x = self._prepend_cls_token(torch.cat((dist_token, x), dim=1))
+        x = self._add_pos_embed(x, grid, backbone.num_extra_tokens)
+        return backbone.drop_after_pos(x), tuple(grid)
 
 
 @TEACHER_ADAPTERS.register_module()
@@ -207,31 +123,22 @@ class DeiT3TeacherAdapter(VisionTransformerTeacherAdapter):
 
     Only the stem differs from ViT: the position embedding covers the patch
     tokens alone and is added before the class token goes in front. See
-    :class:`VisionTransformerTeacherAdapter` for the shapes and arguments.
+    :class:`VisionTransformerTeacherAdapter` for the final norm, shapes and
+    arguments.
     """
 
     backbone_types = (DeiT3, )
 
-    def _embed(self,
-               inputs: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _embed(self, inputs: torch.Tensor) -> TokensAndGrid:
         backbone = self.backbone
-        x, hw = backbone.patch_embed(inputs)
-        x = x + resize_pos_embed(
-            backbone.pos_embed,
-            backbone.patch_resolution,
-            hw,
-            mode=backbone.interpolate_mode,
-            num_extra_tokens=0)
-        x = backbone.drop_after_pos(x)
-        if backbone.cls_token is not None:
-            x = torch.cat((backbone.cls_token.expand(x.shape[0], -1, -1), x),
-                          dim=1)
-        return x, tuple(hw)
+        x, grid = backbone.patch_embed(inputs)
+        x = backbone.drop_after_pos(self._add_pos_embed(x, grid, 0))
+        return self._prepend_cls_token(x), tuple(grid)
 
 
 @TEACHER_ADAPTERS.register_module()
 class BEiTTeacherAdapter(VisionTransformerTeacherAdapter):
-    """Split BEiT after block ``split_index``.
+    """Split BEiT (and EVA) after block ``split_index``.
 
     BEiT's position information is a relative position bias in attention:
     per block (``use_rel_pos_bias``, inside each block, nothing to pass) or
@@ -239,29 +146,27 @@ class BEiTTeacherAdapter(VisionTransformerTeacherAdapter):
     rest must receive too; the absolute position embedding is optional.
     The paper splits BEiT-L before its last two blocks
     (``split_index = num_layers - 3``). mmpretrain's EVA configs (the
-    authors' EVA-L teacher) build a ``BEiTViT`` too. See
-    :class:`VisionTransformerTeacherAdapter` for the shapes and arguments.
+    authors' EVA-L teacher) build a ``BEiTViT`` too.
+
+    Final norm: BEiT's and EVA's released default ``final_norm=False``
+    normalises only the pooled vector (``ln2`` after averaging the patch
+    tokens, i.e. the head's input), so ``final_feature`` is the last
+    block's raw patch tokens; with ``final_norm=True`` it is normalised by
+    ``ln1``. See :class:`VisionTransformerTeacherAdapter` for the shapes
+    and arguments.
     """
 
     backbone_types = (BEiTViT, )
 
-    def _embed(self,
-               inputs: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _embed(self, inputs: torch.Tensor) -> TokensAndGrid:
         backbone = self.backbone
-        x, hw = backbone.patch_embed(inputs)
-        if backbone.cls_token is not None:
-            x = torch.cat((backbone.cls_token.expand(x.shape[0], -1, -1), x),
-                          dim=1)
+        x, grid = backbone.patch_embed(inputs)
+        x = self._prepend_cls_token(x)
         if backbone.pos_embed is not None:
-            x = x + resize_pos_embed(
-                backbone.pos_embed,
-                backbone.patch_resolution,
-                hw,
-                mode=backbone.interpolate_mode,
-                num_extra_tokens=backbone.num_extra_tokens)
-        return backbone.drop_after_pos(x), tuple(hw)
+            x = self._add_pos_embed(x, grid, backbone.num_extra_tokens)
+        return backbone.drop_after_pos(x), tuple(grid)
 
-    def _layer_inputs(self) -> tuple:
+    def _block_args(self) -> tuple:
         # Every BEiT block takes the shared bias (None when not shared).
         shared = self.backbone.rel_pos_bias
         return (shared() if shared is not None else None, )

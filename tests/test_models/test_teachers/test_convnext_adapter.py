@@ -87,17 +87,24 @@ def test_split_tokens_are_the_stage_output_row_major():
 
 
 @torch.no_grad()
-def test_final_feature_does_not_depend_on_gap_before_final_norm():
-    """With the backbone pooling before its norm, the final feature is still
-    the per-position normalised map: what the same weights give with
-    ``gap_before_final_norm=False``."""
+def test_final_feature_is_raw_when_only_the_pooled_vector_is_normalised():
+    """With the released default ``gap_before_final_norm=True`` the backbone
+    normalises only the pooled vector, so the final feature is the last
+    stage's raw map; the same weights with the flag off normalise every
+    position, and the final feature is that normalised map."""
     pooled = build_teacher()
     mapped = build_teacher(gap_before_final_norm=False)
     mapped.backbone.load_state_dict(pooled.backbone.state_dict())
+    last_stage = []
+    hook = pooled.backbone.stages[-1].register_forward_hook(
+        lambda module, args, output: last_stage.append(output))
     inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
-    assert torch.equal(
-        build_teacher_adapter(pooled, 2)(inputs).final_feature,
-        mapped.backbone(inputs)[-1])
+    raw = build_teacher_adapter(pooled, 2)(inputs).final_feature
+    hook.remove()
+    assert torch.equal(raw, last_stage[0])
+    normed = build_teacher_adapter(mapped, 2)(inputs).final_feature
+    assert torch.equal(normed, mapped.backbone.norm3(raw))
+    assert not torch.allclose(raw, normed)
 
 
 class TestContract(StagedAdapterContract):

@@ -167,9 +167,11 @@ def test_vit_rest_needs_the_prefix_tokens():
 
 
 @pytest.mark.parametrize('split_index', [-1, 3, 8])
-@pytest.mark.parametrize('cfg', [VITS['vit-class_token'][0], tiny_swin()])
-def test_split_out_of_range(cfg, split_index):
-    with pytest.raises(ValueError, match='teacher_split'):
+@pytest.mark.parametrize('cfg,unit', [(VITS['vit-class_token'][0], 'block'),
+                                      (tiny_swin(), 'stage')])
+def test_split_out_of_range(cfg, unit, split_index):
+    message = rf'teacher_split={split_index}`.*timm .* 4 {unit}s.*\[0, 2\]'
+    with pytest.raises(ValueError, match=message):
         build_teacher_adapter(build_teacher(cfg), split_index)
 
 

@@ -214,7 +214,9 @@ def test_rest_needs_the_class_tokens():
 @pytest.mark.parametrize('split_index', [-1, 3, 4, 9])
 @pytest.mark.parametrize('name', ['vit-cls_token', 'beit-default'])
 def test_split_out_of_range(name, split_index):
-    with pytest.raises(ValueError, match='teacher_split'):
+    with pytest.raises(
+            ValueError,
+            match=rf'teacher_split={split_index}`.* 4 blocks.*\[0, 2\]'):
         build_teacher_adapter(build_teacher(TEACHERS[name][0]), split_index)
 
 
