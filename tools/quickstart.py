@@ -6,9 +6,10 @@
 3. Trains the same small CNN student with one shared recipe, for several
    seeds: alone, with logit distillation, and with ScaleKD from that teacher.
 4. Evaluates every model on the validation set (``preds.pkl`` per run, the
-   format of ``tools/test.py --out``), compares the students with paired
-   bootstrap intervals, exact McNemar tests and a Welch test across seeds,
-   and writes ``report.md``, ``report.json`` and PNG plots to the work dir.
+   format of ``tools/test.py --out``), compares the students as
+   ``tools/analysis/compare_students.py`` does (paired bootstrap intervals,
+   exact McNemar tests and a Welch test across seeds), and writes
+   ``report.md``, ``report.json`` and PNG plots to the work dir.
 
 Usage: ``python tools/quickstart.py [--seeds 3] [--work-dir DIR]``;
 ``make quickstart`` runs it with the defaults. ``--teacher-epochs`` and
@@ -131,49 +132,20 @@ def read_losses(work_dir):
 
 
 def compare(runs, alpha):
-    """All numbers of the report, computed from the prediction files."""
-    from mmscalekd.analysis import statistics as st
-    predictions = {
-        method: [st.load_predictions(p) for p in paths]
-        for method, paths in runs.items()
-    }
-    everything = [p for method in predictions for p in predictions[method]]
-    correct = iter(st.align_predictions(everything))
-    correct = {m: [next(correct) for _ in ps] for m, ps in predictions.items()}
-    accuracies = {
-        m: [st.accuracy(c) for c in cs]
-        for m, cs in correct.items()
-    }
+    """The comparison of ``tools/analysis/compare_students.py`` on the
+    runs: each method against the student alone, and ScaleKD against logit
+    KD, the question the quick start asks."""
+    from mmscalekd.analysis import compare_students
     reference = next(iter(runs))
-    comparisons = []
     pairs = [(reference, m) for m in runs if m != reference]
     if 'scalekd' in runs and 'logit_kd' in runs:
         pairs.append(('logit_kd', 'scalekd'))
-    for a, b in pairs:
-        paired = [
-            st.compare_paired(ca, cb, confidence_level=1 - alpha, seed=i)
-            for i, (ca, cb) in enumerate(zip(correct[a], correct[b]))
-        ]
-        if len(accuracies[a]) > 1:
-            across = st.compare_across_seeds(
-                accuracies[a], accuracies[b], confidence_level=1 - alpha)
-            verdict = st.seeds_verdict(LABELS[b], LABELS[a], across,
-                                       alpha=alpha)
-            difference = across.difference
-        else:  # one seed: the paired test is all there is
-            across = None
-            verdict = st.paired_verdict(LABELS[b], LABELS[a], paired[0],
-                                        alpha=alpha)
-            difference = paired[0].difference
-        comparisons.append(
-            dict(
-                reference=a,
-                method=b,
-                difference=difference,
-                per_seed=[vars(c) for c in paired],
-                across_seeds=vars(across) if across else None,
-                verdict=verdict))
-    return accuracies, comparisons
+    return compare_students(runs, alpha, pairs=pairs, labels=LABELS)
+
+
+def accuracies_of(report):
+    """method -> accuracy per seed (%), from a comparison report."""
+    return {m['name']: m['accuracies'] for m in report['methods']}
 
 
 def plot_accuracy(accuracies, teacher_accuracy, alpha, path):
@@ -226,31 +198,44 @@ def plot_losses(loss_logs, path):
     plt.close(fig)
 
 
-def format_table(accuracies, teacher_accuracy):
-    lines = ['| model | seeds | top-1 per seed (%) | mean (%) | std |',
-             '|---|---|---|---|---|',
-             f'| teacher (ViT) | 1 | {teacher_accuracy:.2f} | '
-             f'{teacher_accuracy:.2f} | - |']
-    for method, values in accuracies.items():
-        values = np.asarray(values)
-        std = f'{values.std(ddof=1):.2f}' if len(values) > 1 else '-'
-        lines.append(
-            f'| {LABELS[method]} | {len(values)} | '
-            f'{", ".join(f"{v:.2f}" for v in values)} | '
-            f'{values.mean():.2f} | {std} |')
-    return '\n'.join(lines)
+def accuracy_table(report, teacher_accuracy):
+    """Markdown: the teacher and each student method, per seed and mean."""
+    from mmscalekd.analysis import format_table
+    rows = [['teacher (ViT)', 1, f'{teacher_accuracy:.2f}',
+             f'{teacher_accuracy:.2f}', '-']]
+    for m in report['methods']:
+        std = '-' if m['std_accuracy'] is None else f'{m["std_accuracy"]:.2f}'
+        rows.append([LABELS[m['name']], len(m['accuracies']),
+                     ', '.join(f'{v:.2f}' for v in m['accuracies']),
+                     f'{m["mean_accuracy"]:.2f}', std])
+    return format_table(
+        ['model', 'seeds', 'top-1 per seed (%)', 'mean (%)', 'std'], rows,
+        style='markdown')
 
 
-def write_report(work_dir, accuracies, teacher_accuracy, comparisons,
-                 alpha, minutes):
-    table = format_table(accuracies, teacher_accuracy)
+def paired_table(report):
+    """Markdown: every paired test, one row per comparison and seed."""
+    from mmscalekd.analysis import format_table
+    level = f'{100 * report["confidence_level"]:g}% CI'
+    return format_table(
+        ['comparison', 'seed', 'difference (points)', level, 'McNemar p'],
+        [[f'{LABELS[p["method"]]} vs {LABELS[p["reference"]]}',
+          p['pair'] - 1, f'{p["difference"]:+.2f}',
+          f'[{p["ci_low"]:.2f}, {p["ci_high"]:.2f}]',
+          f'{p["mcnemar_pvalue"]:.3g}'] for p in report['paired']],
+        style='markdown')
+
+
+def write_report(work_dir, report, teacher_accuracy, minutes):
+    """report.md and report.json (the compare_students.py report plus the
+    teacher's accuracy); returns the accuracy table."""
+    table = accuracy_table(report, teacher_accuracy)
     scalekd_vs_alone = next(
-        (c for c in comparisons
+        (c for c in report['comparisons']
          if c['reference'] == 'alone' and c['method'] == 'scalekd'), None)
     if scalekd_vs_alone is None:
         honest = ''
-    elif 'not significant' not in scalekd_vs_alone['verdict'] \
-            and 'untestable' not in scalekd_vs_alone['verdict'] \
+    elif scalekd_vs_alone['significant'] \
             and scalekd_vs_alone['difference'] > 0:
         honest = ('On this dataset ScaleKD beats the student trained alone '
                   'by more than the seed-to-seed noise.')
@@ -266,30 +251,23 @@ def write_report(work_dir, accuracies, teacher_accuracy, comparisons,
         'every student (`configs/quickstart/_base_/digits_recipe.py`).', '',
         '## Accuracy', '', table, '', '![accuracy](accuracy.png)', '',
         '## Is the gain real?', '',
-        'Per seed: paired difference on the same 540 images with a '
-        f'{100 * (1 - alpha):g}% bootstrap interval and an exact McNemar '
-        'test on the images where the two students disagree. Across seeds: '
-        'Welch two-sample test of the mean accuracies.', ''
+        'Per seed: paired difference on the same '
+        f'{report["num_images"]} images with a '
+        f'{100 * report["confidence_level"]:g}% bootstrap interval and an '
+        'exact McNemar test on the images where the two students disagree. '
+        'Across seeds: Welch two-sample test of the mean accuracies, which '
+        'decides when there are two seeds or more '
+        '(`tools/analysis/compare_students.py` computes the same).', ''
     ]
-    for c in comparisons:
-        lines.append(f'- **{c["verdict"]}**')
-        for seed, p in enumerate(c['per_seed']):
-            lines.append(
-                f'  - seed {seed}: {p["difference"]:+.2f} points, CI '
-                f'[{p["ci_low"]:.2f}, {p["ci_high"]:.2f}], McNemar p = '
-                f'{p["mcnemar_pvalue"]:.3g}')
-    lines += ['', honest, '', '## ScaleKD loss terms', '',
-              '![losses](scalekd_losses.png)', '',
-              f'Total time: {minutes:.1f} minutes.', '']
+    lines += [f'- **{c["verdict"]}**' for c in report['comparisons']]
+    lines += ['', paired_table(report), '', honest, '',
+              '## ScaleKD loss terms', '', '![losses](scalekd_losses.png)',
+              '', f'Total time: {minutes:.1f} minutes.', '']
     with open(osp.join(work_dir, 'report.md'), 'w') as f:
         f.write('\n'.join(lines))
     with open(osp.join(work_dir, 'report.json'), 'w') as f:
-        json.dump(
-            dict(
-                teacher_accuracy=teacher_accuracy,
-                accuracies=accuracies,
-                comparisons=comparisons,
-                alpha=alpha), f, indent=2, default=float)
+        json.dump(dict(teacher_accuracy=teacher_accuracy, **report), f,
+                  indent=2)
     return table
 
 
@@ -340,19 +318,18 @@ def main():
                            args.student_epochs, options)
             runs[method].append(preds)
 
-    accuracies, comparisons = compare(runs, args.alpha)
-    plot_accuracy(accuracies, teacher_accuracy, args.alpha,
+    report = compare(runs, args.alpha)
+    plot_accuracy(accuracies_of(report), teacher_accuracy, args.alpha,
                   osp.join(work_dir, 'accuracy.png'))
     plot_losses([
         read_losses(osp.join(work_dir, f'scalekd_seed{seed}'))
         for seed in range(args.seeds)
     ], osp.join(work_dir, 'scalekd_losses.png'))
     minutes = (time.time() - start) / 60
-    table = write_report(work_dir, accuracies, teacher_accuracy, comparisons,
-                         args.alpha, minutes)
+    table = write_report(work_dir, report, teacher_accuracy, minutes)
     print('\n' + table + '\n')
-    for c in comparisons:
-        print(c['verdict'])
+    for verdict in report['verdicts']:
+        print(verdict)
     print(f'\n[quickstart] report: {osp.join(work_dir, "report.md")} '
           f'({minutes:.1f} min)')
 

@@ -1,15 +1,12 @@
-"""tools/analysis/benchmark.py on the smoke config, and its multiply-add
-counter against hand counts. Timings are checked for consistency, never for
-speed."""
+"""tools/analysis/benchmark.py on the smoke config: three child processes,
+one report. Timings are checked for consistency, never for speed."""
 import json
 import os.path as osp
 import sys
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
+from mmscalekd.analysis.train_step import load_config
 from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'benchmark.py')
@@ -34,71 +31,7 @@ def run(tmp_path_factory):
         return json.load(f), result.stdout
 
 
-# ------------------------------------------------------------ hand counts
-def test_counts_linear_by_hand(tool):
-    linear = nn.Linear(16, 32)
-    x = torch.randn(4, 16, requires_grad=True)
-    with torch.no_grad():
-        forward = tool.count_macs(lambda: linear(x))
-    both = tool.count_macs(lambda: linear(x).sum().backward())
-    # (4 x 16) @ (16 x 32); backward: the input and the weight gradient,
-    # each a matmul of the same size.
-    assert sum(forward.values()) == 4 * 16 * 32
-    assert sum(both.values()) == 3 * 4 * 16 * 32
-
-
-def test_counts_conv2d_by_hand(tool):
-    conv = nn.Conv2d(3, 8, 3, padding=1)
-    x = torch.randn(2, 3, 10, 10, requires_grad=True)
-    with torch.no_grad():
-        forward = tool.count_macs(lambda: conv(x))
-    both = tool.count_macs(lambda: conv(x).sum().backward())
-    # N * Cout * Hout * Wout * Cin * k * k
-    per_pass = 2 * 8 * 10 * 10 * 3 * 3 * 3
-    assert forward == {'aten.convolution': per_pass}
-    assert sum(both.values()) == 3 * per_pass
-    # Without an input gradient (the first layer) the backward is one pass.
-    x.requires_grad_(False)
-    first_layer = tool.count_macs(lambda: conv(x).sum().backward())
-    assert sum(first_layer.values()) == 2 * per_pass
-
-
-def test_counts_cpu_attention_by_hand(tool):
-    # torch counts its CUDA attention kernels only; the tool adds the CPU
-    # one, which F.scaled_dot_product_attention runs in the projectors.
-    q = torch.randn(1, 2, 5, 8, requires_grad=True)
-    k = torch.randn(1, 2, 7, 8, requires_grad=True)
-    v = torch.randn(1, 2, 7, 8, requires_grad=True)
-    with torch.no_grad():
-        forward = tool.count_macs(lambda: F.scaled_dot_product_attention(
-            q, k, v))
-    both = tool.count_macs(
-        lambda: F.scaled_dot_product_attention(q, k, v).sum().backward())
-    # Q K^T and A V per head: 2 * Lq * Lk * d. The fused backward
-    # recomputes Q K^T, then forms dV, dP, dQ and dK: five such matmuls.
-    per_matmul = 1 * 2 * 5 * 7 * 8
-    assert sum(forward.values()) == 2 * per_matmul
-    assert sum(both.values()) == 7 * per_matmul
-
-
-# ------------------------------------------------------------ the tool
-@pytest.mark.parametrize('impl', ['native', 'gemm'])
-def test_projector_split_names_the_convolution_either_way(tool, impl):
-    """Its 3x3 convolution is found by module, also as a matrix product."""
-    from mmscalekd.models.necks import CrossAttentionProjector
-    channels, height, width, batch = 16, 5, 3, 2
-    projector = CrossAttentionProjector(
-        channels, 8, (height, width), (2, 2), 2, conv_impl=impl)
-    x = torch.randn(batch, channels, height, width, requires_grad=True)
-    macs = tool.count_macs(lambda: projector(x).sum().backward(),
-                           by_module=True)
-    split = tool._split_convolution(macs)
-    # forward, gradient of the input, gradient of the weight
-    assert split['convolution'] == 3 * batch * height * width * (
-        channels * channels * 9)
-    assert split['other'] > 0
-    assert sum(split.values()) == sum(
-        tool.count_macs(lambda: projector(x).sum().backward()).values())
+# The counter's hand counts: tests/test_analysis/test_cost.py.
 
 
 def test_writes_three_variants(run):
@@ -117,7 +50,19 @@ def test_writes_three_variants(run):
         assert result['achieved_macs_per_s'] == pytest.approx(
             result['macs_per_step'] / times['median'])
     assert report['settings']['batch_size'] == BATCH_SIZE
-    assert '(c)/(b) =' in stdout
+    # the printed table shows the numbers of the JSON report
+    lines = stdout.splitlines()
+    for name, title in (('student', '(a) student alone'),
+                        ('logit_kd', '(b) + teacher, logit KD'),
+                        ('scalekd', '(c) full ScaleKD')):
+        (row, ) = [line for line in lines if line.startswith(title)]
+        cells = row[len(title):].split()
+        median = variants[name]['step_time_s']['median']
+        assert cells[0] == f'{median:.3f}', name
+        macs = variants[name]['macs_per_step'] / BATCH_SIZE / 1e9
+        assert cells[5] == f'{macs:.3g}', name
+    ratio = report['ratios']['scalekd_over_logit_kd']
+    assert f'(c)/(b) = {ratio:.2f}x' in stdout
 
 
 def test_ratios_are_those_of_the_times(run):
@@ -185,15 +130,18 @@ def test_fp16_on_cpu_is_refused(tool, capsys):
 def test_cfg_options_reach_the_child_processes(tool):
     args = tool.parse_args([
         SMOKE_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.fused=True',
-        'model.final_stage.conv_impl=native', 'model.input_size=40,48'
+        'model.final_stage.projector.conv_impl=native',
+        'model.input_size=40,48'
     ])
-    command = tool._child_command(args, 'scalekd', 'out.json')
+    command = tool.child_command(args, 'scalekd', 'out.json')
+    assert command[1] == TOOL and command[3:5] == ['--variant', 'scalekd']
     child = tool.parse_args(command[2:])
     assert child.cfg_options == args.cfg_options == {
         'optim_wrapper.optimizer.fused': True,
-        'model.final_stage.conv_impl': 'native',
+        'model.final_stage.projector.conv_impl': 'native',
         'model.input_size': [40, 48],
     }
-    cfg = tool._load_config(SMOKE_CONFIG, child.cfg_options)
+    cfg = load_config(SMOKE_CONFIG, child.cfg_options)
     assert cfg.optim_wrapper.optimizer.fused is True
-    assert cfg.model.final_stage.conv_impl == 'native'
+    assert cfg.model.final_stage.projector.conv_impl == 'native'
+    assert cfg.model.input_size == [40, 48]

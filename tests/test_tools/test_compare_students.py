@@ -58,6 +58,10 @@ def test_two_students(tmp_path):
                                                  expected.ci_high)
     assert pair['ci_low'] > 0 and pair['significant'] is True
     assert report['across_seeds'] == []
+    assert report['comparisons'] == [
+        dict(reference='baseline', method='scalekd', test='mcnemar',
+             difference=pytest.approx(3.0), significant=True,
+             verdict=verdict)]
     assert report['verdicts'] == [verdict]
 
 

@@ -41,7 +41,9 @@ def test_shortened_quickstart_report_matches_its_runs(tmp_path):
         accuracies = [
             100 * st.load_predictions(f).correct.mean() for f in files
         ]
-        assert report['accuracies'][method] == pytest.approx(accuracies)
+        (entry, ) = [m for m in report['methods'] if m['name'] == method]
+        assert entry['files'] == files
+        assert entry['accuracies'] == pytest.approx(accuracies)
         for value in accuracies:  # the table shows the same numbers
             assert f'{value:.2f}' in markdown
         assert len(st.load_predictions(files[0]).correct) == 540
@@ -51,9 +53,17 @@ def test_shortened_quickstart_report_matches_its_runs(tmp_path):
     assert set(by_pair) == {('alone', 'logit_kd'), ('alone', 'scalekd'),
                             ('logit_kd', 'scalekd')}
     scalekd = by_pair[('alone', 'scalekd')]
-    a = report['accuracies']['alone']
-    b = report['accuracies']['scalekd']
+    a, b = (next(m['accuracies'] for m in report['methods']
+                 if m['name'] == name) for name in ('alone', 'scalekd'))
     assert scalekd['difference'] == pytest.approx(np.mean(b) - np.mean(a))
+    # two seeds each: Welch's test across seeds decides, as in
+    # compare_students.py; every seed's paired test is in the table too
+    assert scalekd['test'] == 'welch'
+    assert scalekd['verdict'].startswith(
+        'ScaleKD vs student alone over 2 vs 2 seeds: ')
+    assert len(report['paired']) == 3 * 2
+    for p in report['paired']:
+        assert f'| {p["difference"]:+.2f} |' in markdown
     assert scalekd['verdict'] in markdown and scalekd['verdict'] in output
     assert re.search(r'significant at 0\.05|untestable', scalekd['verdict'])
     # the honest sentence is there, whichever way the result went

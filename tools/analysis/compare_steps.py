@@ -1,22 +1,14 @@
 # Interleaved A/B timing of one training step under two config variants.
 import argparse
-import importlib.util
 import logging
-import os.path as osp
-import statistics
-import time
 from typing import Optional, Sequence
 
-import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
-from mmengine.optim import build_optim_wrapper
 
-# benchmark.py beside this file (tools/ is not a package once installed).
-_SPEC = importlib.util.spec_from_file_location(
-    'mmscalekd_benchmark', osp.join(osp.dirname(__file__), 'benchmark.py'))
-benchmark = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(benchmark)
+from mmscalekd.analysis.step_comparison import (compare_train_steps,
+                                                render_step_comparison)
+from mmscalekd.analysis.train_step import VARIANTS
 
 DESCRIPTION = """\
 Time the full training step of CONFIG's model (the --variant of
@@ -32,65 +24,9 @@ of the paired differences B - A with its range.
 Example (is the projectors' GEMM convolution faster than the native one?):
     PYTHONPATH=. python tools/analysis/compare_steps.py \\
         configs/scalekd/scalekd_swin-l_resnet50_8xb32_in1k.py \\
-        --a model.final_stage.conv_impl=native \\
-        --b model.final_stage.conv_impl=auto --rounds 8
+        --a model.final_stage.projector.conv_impl=native \\
+        --b model.final_stage.projector.conv_impl=auto --rounds 8
 """
-
-
-def build(config: str, options: Optional[dict], variant: str,
-          batch_size: int, device: str, lr: Optional[float]):
-    """One side of the comparison: its training step and its model."""
-    cfg = benchmark._load_config(config, options)
-    model, _ = benchmark.build_variant(cfg, variant)  # seeded weights
-    model.to(device).train()
-    wrapper_cfg = benchmark._optim_wrapper_cfg(cfg, 'fp32')
-    if lr is not None:
-        wrapper_cfg['optimizer']['lr'] = lr
-    optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
-    inputs, samples = benchmark._synthetic_batch(cfg, model, batch_size,
-                                                 device, False)
-
-    train_step = benchmark.make_train_step(model, optim_wrapper, inputs,
-                                           samples)
-
-    def step():
-        train_step()
-        benchmark._sync(device)
-
-    return step, model
-
-
-def compare(args: argparse.Namespace) -> dict:
-    steps = {
-        side: build(args.config, options, args.variant, args.batch_size,
-                    args.device, args.lr)[0]
-        for side, options in (('A', args.a), ('B', args.b))
-    }
-    for step in steps.values():  # warm-up, untimed
-        step()
-    times = {'A': [], 'B': []}
-    for round_ in range(args.rounds):
-        order = ('A', 'B') if round_ % 2 == 0 else ('B', 'A')
-        for side in order:
-            start = time.perf_counter()
-            steps[side]()
-            times[side].append(time.perf_counter() - start)
-    diffs = [b - a for a, b in zip(times['A'], times['B'])]
-    return dict(times=times, diffs=diffs)
-
-
-def render(args: argparse.Namespace, result: dict) -> str:
-    lines = []
-    for side, options in (('A', args.a), ('B', args.b)):
-        t = result['times'][side]
-        lines.append(f'{side} {options or {}}: median '
-                     f'{statistics.median(t):.3f} s, min {min(t):.3f} s, '
-                     'all ' + ' '.join(f'{x:.2f}' for x in t))
-    d = result['diffs']
-    lines.append(f'B - A, paired: median {statistics.median(d):+.3f} s '
-                 f'(range {min(d):+.3f} to {max(d):+.3f}, B faster in '
-                 f'{sum(x < 0 for x in d)} of {len(d)} rounds)')
-    return '\n'.join(lines)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -102,8 +38,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='config overrides of side A (none: as is)')
     parser.add_argument('--b', nargs='*', action=DictAction, default={},
                         help='config overrides of side B (none: as is)')
-    parser.add_argument('--variant', choices=benchmark.VARIANTS,
-                        default='scalekd')
+    parser.add_argument('--variant', choices=VARIANTS, default='scalekd')
     parser.add_argument('--batch-size', type=int, default=4)
     parser.add_argument('--rounds', type=int, default=8,
                         help='timed steps per side (default: 8)')
@@ -121,9 +56,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     # init_weights logs one INFO record per parameter; keep warnings only.
     MMLogger.get_current_instance().setLevel(logging.WARNING)
-    torch.manual_seed(0)
-    result = compare(args)
-    print(render(args, result))
+    result = compare_train_steps(args.config, args.a, args.b, args.variant,
+                                 args.batch_size, args.device, args.rounds,
+                                 args.lr)
+    print(render_step_comparison(result))
     return result
 
 

@@ -1,17 +1,11 @@
 # Is one student's gain over another real? Compare tools/test.py predictions.
 import argparse
 import json
-import math
 import sys
-from dataclasses import asdict
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
-from mmscalekd.analysis import (PredictionFileError, accuracy,
-                                align_predictions, compare_across_seeds,
-                                compare_paired, load_predictions,
-                                paired_verdict, seeds_verdict)
+from mmscalekd.analysis import (PredictionFileError, compare_students,
+                                render_comparison)
 
 DESCRIPTION = """\
 Compare students evaluated on the same validation set.
@@ -36,7 +30,8 @@ reference: list seeds in the same order) for the per-pair paired tests, and,
 when both methods have >= 2 seeds, Welch's t-test compares the mean accuracies
 across seeds. The verdict then comes from Welch's test, since seed-to-seed
 variation is what a single paired test cannot see; with one file per method
-it comes from McNemar's test.
+it comes from McNemar's test. The statistics are
+mmscalekd.analysis.compare_students, which tools/quickstart.py runs too.
 """
 
 
@@ -115,169 +110,14 @@ def methods_from_args(
     return methods
 
 
-def _finite_or_none(value):
-    """NaN and inf as JSON null (json would write the non-standard NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def compare(methods: Dict[str, List[str]], alpha: float, n_resamples: int,
-            seed: int) -> dict:
-    """Every statistic of every method against the first, as plain data."""
-    paths = [path for files in methods.values() for path in files]
-    predictions = [load_predictions(path) for path in paths]
-    correct = dict(zip(paths, align_predictions(predictions)))
-    confidence_level = 1 - alpha
-    names = list(methods)
-    reference = names[0]
-    report = dict(reference=reference,
-                  num_images=int(predictions[0].sample_idx.size),
-                  alpha=alpha,
-                  confidence_level=confidence_level,
-                  n_resamples=n_resamples,
-                  seed=seed,
-                  methods=[],
-                  paired=[],
-                  across_seeds=[],
-                  verdicts=[])
-    for name, files in methods.items():
-        accuracies = [accuracy(correct[path]) for path in files]
-        report['methods'].append(
-            dict(name=name,
-                 files=files,
-                 accuracies=accuracies,
-                 mean_accuracy=float(np.mean(accuracies)),
-                 std_accuracy=float(np.std(accuracies, ddof=1))
-                 if len(files) > 1 else None))
-    reference_files = methods[reference]
-    for name in names[1:]:
-        files = methods[name]
-        pair_verdicts = []
-        for pair, (ref_path, path) in enumerate(zip(reference_files, files)):
-            result = compare_paired(correct[ref_path], correct[path],
-                                    confidence_level, n_resamples, seed)
-            verdict = paired_verdict(name, reference, result, alpha)
-            if len(files) > 1 or len(reference_files) > 1:
-                verdict = f'[pair {pair + 1}] {verdict}'
-            pair_verdicts.append(verdict)
-            report['paired'].append(
-                dict(method=name,
-                     reference=reference,
-                     pair=pair + 1,
-                     file=path,
-                     reference_file=ref_path,
-                     **asdict(result),
-                     significant=result.mcnemar_pvalue < alpha,
-                     verdict=verdict))
-        if len(files) >= 2 and len(reference_files) >= 2:
-            accuracies = report['methods'][names.index(name)]['accuracies']
-            result = compare_across_seeds(report['methods'][0]['accuracies'],
-                                          accuracies, confidence_level)
-            verdict = seeds_verdict(name, reference, result, alpha)
-            report['across_seeds'].append(
-                dict(method=name,
-                     reference=reference,
-                     **{
-                         k: _finite_or_none(v)
-                         for k, v in asdict(result).items()
-                     },
-                     significant=bool(result.pvalue < alpha),
-                     verdict=verdict))
-            report['verdicts'].append(verdict)
-        else:
-            report['verdicts'].extend(pair_verdicts)
-    return report
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """Columns padded to their widest cell; numbers right-aligned."""
-    cells = [list(header)] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    numeric = [
-        all(_looks_numeric(row[i]) for row in cells[1:])
-        for i in range(len(header))
-    ]
-    lines = []
-    for row in cells:
-        lines.append('  '.join(
-            cell.rjust(width) if is_number else cell.ljust(width)
-            for cell, width, is_number in zip(row, widths, numeric)).rstrip())
-    lines.insert(1, '  '.join('-' * width for width in widths))
-    return '\n'.join(lines)
-
-
-def _looks_numeric(cell: str) -> bool:
-    try:
-        float(cell.strip('[]%,+'))
-        return True
-    except ValueError:
-        return False
-
-
-def _p(value: Optional[float]) -> str:
-    return 'n/a' if value is None else f'{value:.2g}'
-
-
-def render(report: dict) -> str:
-    """The report as the tables and verdict lines a reader scans."""
-    level = f'{100 * report["confidence_level"]:g}% CI'
-    sections = [
-        f'Top-1 accuracy (%) on {report["num_images"]} images',
-        format_table(['method', 'file', 'accuracy'],
-                     [[m['name'], path, f'{acc:.2f}']
-                      for m in report['methods']
-                      for path, acc in zip(m['files'], m['accuracies'])])
-    ]
-    seeded = [m for m in report['methods'] if len(m['files']) > 1]
-    if seeded:
-        sections += [
-            '', 'Across seeds',
-            format_table(['method', 'seeds', 'mean', 'std'], [[
-                m['name'],
-                len(m['files']), f'{m["mean_accuracy"]:.2f}',
-                '' if m['std_accuracy'] is None else f'{m["std_accuracy"]:.2f}'
-            ] for m in report['methods']])
-        ]
-    sections += [
-        '', f'Paired on the same images (method - {report["reference"]}, '
-        'points)',
-        format_table([
-            'method', 'pair', 'difference', level, 'only ref right',
-            'only method right', 'McNemar p'
-        ], [[
-            p['method'], p['pair'], f'{p["difference"]:+.2f}',
-            f'[{p["ci_low"]:.2f}, {p["ci_high"]:.2f}]', p['only_a_correct'],
-            p['only_b_correct'],
-            _p(p['mcnemar_pvalue'])
-        ] for p in report['paired']])
-    ]
-    if report['across_seeds']:
-        sections += [
-            '', f'Welch\'s t-test across seeds (method - '
-            f'{report["reference"]}, points)',
-            format_table([
-                'method', 'seeds', 'difference', level, 't', 'df', 'p'
-            ], [[
-                s['method'], f'{s["num_seeds_b"]} vs {s["num_seeds_a"]}',
-                f'{s["difference"]:+.2f}', 'n/a' if s['ci_low'] is None else
-                f'[{s["ci_low"]:.2f}, {s["ci_high"]:.2f}]',
-                'n/a' if s['statistic'] is None else f'{s["statistic"]:.2f}',
-                'n/a' if s['df'] is None else f'{s["df"]:.1f}',
-                _p(s['pvalue'])
-            ] for s in report['across_seeds']])
-        ]
-    sections += ['', 'Verdict'] + report['verdicts']
-    return '\n'.join(sections)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     try:
-        report = compare(args.methods, args.alpha, args.n_resamples, args.seed)
+        report = compare_students(args.methods, args.alpha, args.n_resamples,
+                                  args.seed)
     except PredictionFileError as error:
         sys.exit(f'compare_students.py: error: {error}')
-    print(render(report))
+    print(render_comparison(report))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(report, f, indent=2)
