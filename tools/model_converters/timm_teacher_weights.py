@@ -43,8 +43,8 @@ def import_timm_teacher_weights(config: str, src: str, dst: str) -> str:
     """
     from mmpretrain.registry import MODELS
 
-    from mmscalekd.models.distillers.teacher_builder import (
-        load_teacher_model_config, load_teacher_weights)
+    from mmscalekd.models.teachers import (load_teacher_model_config,
+                                           load_teacher_weights)
     teacher_cfg = load_teacher_model_config(_teacher_config(config))
     if teacher_cfg.get('type') != 'TimmClassifier':
         raise ValueError(
