@@ -234,6 +234,38 @@ def _hint(expected: Iterable[str], loaded: Iterable[str]) -> str:
             'was trained with.')
 
 
+# `model_architecture` keys recorded by checkpoints of the flat stage form.
+_OLD_RECORD_KEYS = {'num_heads': 'projector.num_heads',
+                    'self_query': 'projector.self_query'}
+
+
+def _upgrade_record(recorded: dict) -> dict:
+    """A ``model_architecture`` of the flat stage form, in today's keys."""
+    upgraded = {}
+    for key, value in recorded.items():
+        stage, _, name = key.partition('.')
+        upgraded[f'{stage}.{_OLD_RECORD_KEYS.get(name, name)}'] = value
+    if 'perception_stage.num_heads' in recorded:  # flat form: CAP + TPP
+        for stage in ('perception_stage', 'final_stage'):
+            upgraded[f'{stage}.projector.type'] = 'CrossAttentionProjector'
+        upgraded['perception_stage.teacher_perception'] = True
+    return upgraded
+
+
+def architecture_differences(recorded, current: dict) -> List[str]:
+    """How a checkpoint's recorded ``model_architecture`` differs from a
+    distiller's ``architecture``, one line per config key."""
+    if not isinstance(recorded, dict):
+        return [f'its recorded architecture is {recorded!r}']
+    recorded = _upgrade_record(recorded)
+    return [
+        f'`model.{key}` is {recorded.get(key)!r} in the checkpoint and '
+        f'{current.get(key)!r} in the config'
+        for key in sorted(set(recorded) | set(current))
+        if recorded.get(key) != current.get(key)
+    ]
+
+
 def check_model_weights(model: torch.nn.Module, state_dict: dict,
                         source: str,
                         architecture: Optional[dict] = None) -> None:
@@ -255,15 +287,15 @@ def check_model_weights(model: torch.nn.Module, state_dict: dict,
         CheckpointError: naming the missing / extra / mis-shaped parts, the
             architecture keys that differ, and the file.
     """
-    differences_from = getattr(model, 'architecture_differences', None)
-    if differences_from is not None:
+    current = getattr(model, 'architecture', None)
+    if current is not None:
         if architecture is None:
             print_log(
                 f'{source} does not record the projector architecture; '
                 'only the weight names and shapes are checked.',
                 logger='current', level=30)
         else:
-            differences = differences_from(architecture)
+            differences = architecture_differences(architecture, current)
             if differences:
                 raise CheckpointError(
                     f'{source} was trained with another model config: ' +

@@ -1,5 +1,5 @@
 """ScaleKD distiller: wiring of student, frozen teacher, stages, losses."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModel
@@ -16,9 +16,6 @@ from mmscalekd.models.utils import (ModuleOutputsRecorder,
 __all__ = ['ScaleKDDistiller']
 
 _TEACHER_KEYS = {'config', 'checkpoint', 'adapter'}
-# `model_architecture` keys recorded by checkpoints of the flat stage form.
-_OLD_RECORD_KEYS = {'num_heads': 'projector.num_heads',
-                    'self_query': 'projector.self_query'}
 
 
 @MODELS.register_module()
@@ -26,30 +23,23 @@ class ScaleKDDistiller(BaseModel):
     """Distil a frozen ViT teacher into a student with ScaleKD.
 
     The loss (method section 4) is ``(1 - alpha) * loss_cls + loss_kd`` plus
-    the losses of two :class:`ScaleKDStage` s (sections 1-3): the
-    ``perception_stage`` projects a student feature onto the teacher's
-    tokens at its split point and runs the teacher's rest on it (``P_sp``,
-    ``P_fr``); the ``final_stage`` projects the last student feature onto
-    the teacher's last grid, queried by ``P_sp`` / ``P_fr`` or by learned
-    queries. This class only wires the parts; shapes are read off the
-    networks by one forward at ``input_size``.
+    the losses of two :class:`ScaleKDStage` s (sections 1-3). This class
+    only wires the parts; shapes are read off the networks by one forward
+    at ``input_size``.
 
     Args:
         student (dict): mmpretrain classifier config of the student.
-        teacher (dict): :class:`FrozenTeacher` keys: ``config`` (e.g.
-            ``'mmpretrain::swin_transformer/swin-large_16xb64_in1k.py'`` or a
-            model dict), ``checkpoint`` (loaded strictly; None means a random
-            teacher, with a warning) and optionally ``adapter``.
+        teacher (dict): :class:`FrozenTeacher` keys ``config``,
+            ``checkpoint`` (None: a random teacher, with a warning) and
+            optionally ``adapter``.
         perception_stage (dict): :class:`ScaleKDStage` keys, e.g.
             ``dict(student_tap='backbone.layer3', teacher_split=2,
             projector=dict(type='CrossAttentionProjector', num_heads=16),
-            loss=dict(type='DualViewFeatureLoss', spatial_weight=0.08,
-            frequency_weight=0.06))``; ``teacher_perception=False`` compares
-            the projections at the split point instead (ablation).
+            loss=dict(type='DualViewFeatureLoss'))``.
         final_stage (dict): the same keys without ``teacher_split``;
             ``projector.self_query=False`` takes the queries from the
-            perception stage. Leaving out both stages gives plain logit
-            distillation with the same teacher handling (the baseline).
+            perception stage. Without both stages: logit distillation only
+            (the baseline), with the same teacher handling.
         logit_kd (dict, optional): ``LogitKDLoss`` config; None disables
             logit distillation (the student loss then keeps weight 1).
         input_size (int | tuple): size of the training images. Default 224.
@@ -82,22 +72,7 @@ class ScaleKDDistiller(BaseModel):
             init_cfg=init_cfg)
         stages = {'perception': perception_stage, 'final': final_stage}
         stages = {k: dict(v) for k, v in stages.items() if v is not None}
-        if len(stages) == 1:
-            raise ValueError(
-                'Give both `model.perception_stage` and `model.final_stage` '
-                '(ScaleKD) or neither (logit distillation only).')
-        if not stages and not logit_kd:
-            raise ValueError(
-                'Nothing to distil: without `model.perception_stage` and '
-                '`model.final_stage`, set `model.logit_kd`.')
-        _check_teacher_keys(teacher)
-        if 'teacher_split' in stages.get('final', {}):
-            raise KeyError('`model.final_stage.teacher_split`: only the '
-                           'perception stage splits the teacher.')
-        if stages and 'teacher_split' not in stages['perception']:
-            raise KeyError(
-                '`model.perception_stage.teacher_split` is required '
-                '(e.g. 2 for stage 3 of a Swin teacher).')
+        _check_config(stages, teacher, logit_kd)
         self.student = MODELS.build(student)
         # Checked before the (slow) teacher build.
         if not hasattr(getattr(self.student, 'head', None), '_get_loss'):
@@ -137,12 +112,6 @@ class ScaleKDDistiller(BaseModel):
             'final', final, student_shape=tuple(features['final'].shape[1:]),
             target_shape=tuple(teacher.final_feature.shape[1:]))
         queries = final_stage.views if final_stage.takes_queries else ()
-        if queries and perception.get('teacher_perception') is False:
-            raise ValueError(
-                '`model.final_stage.projector.self_query=False` takes its '
-                'queries from teacher parameter perception, which '
-                '`model.perception_stage.teacher_perception=False` switches '
-                'off; set `final_stage.projector.self_query=True`.')
         self.perception_stage = build_stage(
             'perception', perception, query_views=queries,
             student_shape=tuple(features['perception'].shape[1:]),
@@ -182,18 +151,6 @@ class ScaleKDDistiller(BaseModel):
                 f'predicts {logits.shape[-1]} and the teacher {classes}. '
                 'Match `num_classes` or set `model.logit_kd=None`.')
         return features, teacher
-
-    def architecture_differences(self, recorded) -> List[str]:
-        """How a checkpoint's recorded :attr:`architecture` differs."""
-        if not isinstance(recorded, dict):
-            return [f'its recorded architecture is {recorded!r}']
-        recorded = _upgrade_record(recorded)
-        return [
-            f'`model.{key}` is {recorded.get(key)!r} in the checkpoint and '
-            f'{self.architecture.get(key)!r} in the config'
-            for key in sorted(set(recorded) | set(self.architecture))
-            if recorded.get(key) != self.architecture.get(key)
-        ]
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -280,7 +237,23 @@ class ScaleKDDistiller(BaseModel):
         return result
 
 
-def _check_teacher_keys(teacher: dict) -> None:
+def _check_config(stages: dict, teacher: dict, logit_kd) -> None:
+    """What must hold before anything is built (the teacher is slow)."""
+    if len(stages) == 1:
+        raise ValueError(
+            'Give both `model.perception_stage` and `model.final_stage` '
+            '(ScaleKD) or neither (logit distillation only).')
+    if not stages and not logit_kd:
+        raise ValueError(
+            'Nothing to distil: without `model.perception_stage` and '
+            '`model.final_stage`, set `model.logit_kd`.')
+    if 'teacher_split' in stages.get('final', {}):
+        raise KeyError('`model.final_stage.teacher_split`: only the '
+                       'perception stage splits the teacher.')
+    if stages and 'teacher_split' not in stages['perception']:
+        raise KeyError(
+            '`model.perception_stage.teacher_split` is required '
+            '(e.g. 2 for stage 3 of a Swin teacher).')
     unknown = sorted(set(teacher) - _TEACHER_KEYS)
     if unknown:
         raise KeyError(f'Unknown key(s) {unknown} in `model.teacher`; '
@@ -288,19 +261,6 @@ def _check_teacher_keys(teacher: dict) -> None:
     for key in ('config', 'checkpoint'):
         if key not in teacher:
             raise KeyError(f'`model.teacher.{key}` is required.')
-
-
-def _upgrade_record(recorded: dict) -> dict:
-    """A ``model_architecture`` of the flat stage form, in today's keys."""
-    upgraded = {}
-    for key, value in recorded.items():
-        stage, _, name = key.partition('.')
-        upgraded[f'{stage}.{_OLD_RECORD_KEYS.get(name, name)}'] = value
-    if 'perception_stage.num_heads' in recorded:  # flat form: CAP + TPP
-        for stage in ('perception_stage', 'final_stage'):
-            upgraded[f'{stage}.projector.type'] = 'CrossAttentionProjector'
-        upgraded['perception_stage.teacher_perception'] = True
-    return upgraded
 
 
 def _check_inputs(inputs: torch.Tensor, channels: int,

@@ -98,6 +98,12 @@ class ScaleKDStage(nn.Module):
                  'to use this stage only as the source of the final queries'
                  if teacher_split is not None else '') +
                 '; or leave out both stages for logit distillation only.')
+        if query_views and not teacher_perception:
+            raise ValueError(
+                '`model.final_stage.projector.self_query=False` takes its '
+                'queries from teacher parameter perception, which '
+                f'`model.{name}_stage.teacher_perception=False` switches '
+                'off; set `final_stage.projector.self_query=True`.')
         student_channels, *student_size = student_shape
         teacher_channels, *query_size = target_shape
         self.projectors = nn.ModuleDict({
