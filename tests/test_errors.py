@@ -445,6 +445,12 @@ CASES = {
         type='ConvProjecter'))), KeyError,
             r'model\.final_stage\.projector.*ConvProjecter is not in the '
             r'mmpretrain::model registry'),
+    'E59': (lambda t: build_distiller(teacher=dict(mean=[0, 0, 0])),
+            KeyError, r'model\.teacher\.mean.*model\.teacher\.std'),
+    'E60': (lambda t: build_runner(smoke_config(
+        t, validate=True, val_cfg=dict(evaluate_teacher='sometimes'))
+    ).train(), ValueError,
+            r"val_cfg\.evaluate_teacher='sometimes'.*'first'"),
 }
 
 

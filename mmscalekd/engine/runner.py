@@ -77,6 +77,12 @@ class ScaleKDRunner(Runner):
             if not any(isinstance(h, hook_type) for h in self._hooks):
                 self.register_hook(hook_type())
 
+    def build_val_loop(self, loop):
+        # Without a `type`, validation also evaluates the teacher once.
+        if isinstance(loop, dict) and 'type' not in loop:
+            loop = dict(loop, type='ScaleKDValLoop')
+        return super().build_val_loop(loop)
+
     # ----------------------------------------------------- the work dir
     def dump_config(self) -> None:
         # Deferred from __init__ until this run holds the work dir, so a

@@ -15,7 +15,9 @@ from mmscalekd.models.utils import (ModuleOutputsRecorder,
 
 __all__ = ['ScaleKDDistiller']
 
-_TEACHER_KEYS = {'config', 'checkpoint', 'adapter'}
+_TEACHER_KEYS = {
+    'config', 'checkpoint', 'adapter', 'mean', 'std', 'input_size'
+}
 
 
 @MODELS.register_module()
@@ -31,7 +33,8 @@ class ScaleKDDistiller(BaseModel):
         student (dict): mmpretrain classifier config of the student.
         teacher (dict): :class:`FrozenTeacher` keys ``config``,
             ``checkpoint`` (None: a random teacher, with a warning) and
-            optionally ``adapter``.
+            optionally ``adapter``, ``mean`` / ``std`` and ``input_size``
+            (the teacher's own normalisation and resolution).
         perception_stage (dict): :class:`ScaleKDStage` keys, e.g.
             ``dict(student_tap='backbone.layer3', teacher_split=2,
             projector=dict(type='CrossAttentionProjector', num_heads=16),
@@ -86,7 +89,8 @@ class ScaleKDDistiller(BaseModel):
         self.teacher = FrozenTeacher(
             **teacher,
             split=stages['perception']['teacher_split'] if stages else None,
-            eval_mode=keep_teacher_eval)
+            eval_mode=keep_teacher_eval,
+            data_normalization=_normalization(self.data_preprocessor))
         self.logit_kd = MODELS.build(logit_kd) if logit_kd else None
         # (names, non-finite flags, values) of the last loss terms, read by
         # FiniteCheckHook right before the optimizer step.
@@ -261,6 +265,13 @@ def _check_config(stages: dict, teacher: dict, logit_kd) -> None:
     for key in ('config', 'checkpoint'):
         if key not in teacher:
             raise KeyError(f'`model.teacher.{key}` is required.')
+
+
+def _normalization(data_preprocessor) -> Optional[tuple]:
+    """``(mean, std)`` the data preprocessor normalises with, or None."""
+    if getattr(data_preprocessor, '_enable_normalize', False):
+        return data_preprocessor.mean, data_preprocessor.std
+    return None
 
 
 def _check_inputs(inputs: torch.Tensor, channels: int,

@@ -1,7 +1,7 @@
 from .base import TeacherAdapter, TeacherOutputs, build_teacher_adapter
 from .convnext import ConvNeXtTeacherAdapter
 from .frozen_teacher import (FrozenTeacher, load_teacher_model_config,
-                             load_teacher_weights)
+                             load_teacher_weights, teacher_normalization)
 from .plain_vit import PlainViTTeacherAdapter
 from .staged import StagedTeacherAdapter
 from .swin import SwinTeacherAdapter
@@ -14,6 +14,7 @@ from .vision_transformer import (BEiTTeacherAdapter, DeiT3TeacherAdapter,
 
 __all__ = [
     'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights',
+    'teacher_normalization',
     'TeacherAdapter', 'TeacherOutputs', 'build_teacher_adapter',
     'PlainViTTeacherAdapter', 'StagedTeacherAdapter',
     'SwinTeacherAdapter', 'SwinV2TeacherAdapter',

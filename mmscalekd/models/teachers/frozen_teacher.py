@@ -3,6 +3,7 @@ import copy
 from typing import Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from torch import nn
@@ -14,7 +15,8 @@ from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
 from .base import TeacherOutputs, build_teacher_adapter
 
 __all__ = [
-    'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights'
+    'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights',
+    'teacher_normalization'
 ]
 
 _RANDOM_TEACHER_WARNING = (
@@ -45,6 +47,26 @@ def load_teacher_model_config(config: Union[str, dict]) -> dict:
         raise KeyError(f'`model.teacher.config={config!r}` has no `model`.')
     return cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') \
         else dict(cfg.model)
+
+
+def teacher_normalization(config: Union[str, dict]) -> Optional[dict]:
+    """The ``mean`` / ``std`` the teacher was trained with, from its config
+    (the top-level or the model's ``data_preprocessor``); None when the
+    config gives none (e.g. a bare model dict)."""
+    if isinstance(config, str):
+        if '::' in config:
+            from mmengine.hub import get_config
+            cfg = get_config(config)
+        else:
+            cfg = Config.fromfile(config)
+        sources = [cfg.get('data_preprocessor'),
+                   cfg.get('model', {}).get('data_preprocessor')]
+    else:
+        sources = [dict(config).get('data_preprocessor')]
+    for source in sources:
+        if source and source.get('mean') is not None:
+            return dict(mean=list(source['mean']), std=list(source['std']))
+    return None
 
 
 def _layout_hint(missing: list, unexpected: list) -> str:
@@ -90,6 +112,25 @@ def load_teacher_weights(teacher: nn.Module, checkpoint: str,
     teacher.load_state_dict(state_dict, strict=True)
 
 
+def _renormalization(mean, std, data_normalization):
+    """``(scale, shift)`` (C, 1, 1) taking the data's normalisation to
+    the teacher's, ``x * scale + shift``; ``(None, None)`` if they agree."""
+    if mean is None:
+        return None, None
+    mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    data_mean, data_std = data_normalization or (torch.zeros_like(mean),
+                                                 torch.ones_like(std))
+    data_mean = data_mean.detach().float().cpu().view(-1, 1, 1)
+    data_std = data_std.detach().float().cpu().view(-1, 1, 1)
+    if data_mean.shape == mean.shape and torch.equal(data_mean, mean) and \
+            torch.equal(data_std, std):
+        return None, None
+    # x = (raw - data_mean) / data_std, and the teacher wants
+    # (raw - mean) / std = x * data_std / std + (data_mean - mean) / std.
+    return data_std / std, (data_mean - mean) / std
+
+
 def _build_network(config: Union[str, dict],
                    checkpoint: Optional[str]) -> nn.Module:
     network = MODELS.build(load_teacher_model_config(config))
@@ -133,6 +174,20 @@ class FrozenTeacher(nn.Module):
         eval_mode (bool): keep the network in eval mode (default). False
             reproduces the reference code, whose teacher trains with
             drop-path on (``model.keep_teacher_eval``).
+        mean (list, optional): the per-channel mean (0-255 scale, RGB) the
+            teacher was trained with (``model.teacher.mean``); read from
+            its config's ``data_preprocessor`` when None.
+        std (list, optional): its per-channel std (``model.teacher.std``).
+        input_size (int | tuple, optional): the resolution the teacher was
+            trained at (``model.teacher.input_size``, e.g. 196 for EVA-L/14
+            196px). The images are resized to it (bicubic, antialiased)
+            before the teacher sees them. None: the teacher sees the
+            training images at their size, as in the reference code.
+        data_normalization (tuple, optional): ``(mean, std)`` tensors
+            (C, 1, 1) of the distiller's data preprocessor (set by the
+            distiller). Where they differ from the teacher's, the images
+            are renormalised for the teacher: EVA / BEiT teachers were
+            trained with CLIP's mean and std, not ImageNet's.
     """
 
     def __init__(self,
@@ -140,7 +195,11 @@ class FrozenTeacher(nn.Module):
                  checkpoint: Optional[str],
                  adapter: Optional[str] = None,
                  split: Optional[int] = None,
-                 eval_mode: bool = True) -> None:
+                 eval_mode: bool = True,
+                 mean: Optional[list] = None,
+                 std: Optional[list] = None,
+                 input_size=None,
+                 data_normalization: Optional[tuple] = None) -> None:
         super().__init__()
         object.__setattr__(self, 'network', _build_network(config,
                                                            checkpoint))
@@ -148,8 +207,32 @@ class FrozenTeacher(nn.Module):
         # A plain object, not a module: it holds no parameters.
         self.adapter = None if split is None else build_teacher_adapter(
             self.network, split, adapter)
+        if isinstance(input_size, int):
+            input_size = (input_size, input_size)
+        self.input_size = None if input_size is None else tuple(input_size)
+        if (mean is None) != (std is None):
+            raise KeyError('Give both `model.teacher.mean` and '
+                           '`model.teacher.std`, or neither.')
+        if mean is None:
+            trained = teacher_normalization(config) or {}
+            mean, std = trained.get('mean'), trained.get('std')
+        scale, shift = _renormalization(mean, std, data_normalization)
+        # Not in the state dict; moved with the module.
+        self.register_buffer('input_scale', scale, persistent=False)
+        self.register_buffer('input_shift', shift, persistent=False)
         self._register_load_state_dict_pre_hook(self._drop_entries)
         self.train(False)
+
+    def prepare(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The training images (N, C, H, W) as the teacher was trained to
+        see them: its normalisation, its resolution."""
+        if self.input_scale is not None:
+            inputs = inputs * self.input_scale + self.input_shift
+        if self.input_size is not None and \
+                tuple(inputs.shape[-2:]) != self.input_size:
+            inputs = F.interpolate(inputs, self.input_size, mode='bicubic',
+                                   align_corners=False, antialias=True)
+        return inputs
 
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
@@ -158,12 +241,18 @@ class FrozenTeacher(nn.Module):
         if self.adapter is None:
             raise RuntimeError('This teacher has no split point; it gives '
                                'logits only (see `logits`).')
-        return self.adapter(inputs)
+        return self.adapter(self.prepare(inputs))
 
     @torch.no_grad()
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """Images (N, 3, H, W) -> class scores (N, K), without gradients."""
-        return self.network(inputs, mode='tensor')
+        return self.network(self.prepare(inputs), mode='tensor')
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
+        """The teacher's predictions, for evaluating it in validation."""
+        return self.network(self.prepare(inputs), data_samples,
+                            mode='predict')
 
     def forward_rest(self, tokens: torch.Tensor, split_size: Tuple[int, int],
                      extra_tokens: Optional[torch.Tensor] = None

@@ -409,3 +409,16 @@ def test_logit_kd_only_baseline():
 def test_stages_come_together(overrides, match):
     with pytest.raises(ValueError, match=match):
         build_distiller(**overrides)
+
+
+def test_teacher_sees_its_own_normalisation():
+    """A teacher trained with other mean/std than the data preprocessor's
+    (EVA: CLIP's) gets the images renormalised; the student does not."""
+    trained = dict(tiny_swin_teacher(), data_preprocessor=dict(
+        type='ClsDataPreprocessor', mean=[0, 0, 0], std=[255, 255, 255]))
+    distiller = build_distiller(teacher=dict(config=trained))
+    data = preprocess(distiller, make_batch())  # smoke: mean 127.5, std 64
+    raw = data['inputs'] * 64 + 127.5
+    torch.testing.assert_close(distiller.teacher.prepare(data['inputs']),
+                               raw / 255)
+    assert build_distiller().teacher.input_scale is None
