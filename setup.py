@@ -1,8 +1,11 @@
 """Install mmscalekd.
 
 Like other OpenMMLab packages, the repository's ``configs/`` and ``tools/``
-are shipped inside the package as ``mmscalekd/.mim/`` so that ``mim train
-mmscalekd CONFIG`` finds them after a plain ``pip install``.
+and its model index (``model-index.yml``, which imports each
+``configs/*/metafile.yml``) are shipped inside the package as
+``mmscalekd/.mim/``, so that ``mim train mmscalekd CONFIG`` and ``mim search
+mmscalekd`` find them after a plain ``pip install``: mim looks for
+``<installed package>/.mim/model-index.yml``.
 """
 import os
 import os.path as osp
@@ -12,7 +15,7 @@ import sys
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
-MIM_FOLDERS = ('configs', 'tools')
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def read_requirements(name):
@@ -25,10 +28,12 @@ def read_requirements(name):
 
 
 def add_mim_extension():
-    """Put configs/ and tools/ into mmscalekd/.mim.
+    """Put configs/, tools/ and model-index.yml into mmscalekd/.mim.
 
     Editable installs get symbolic links (edits show up at once); wheels and
-    plain installs get copies, since links do not survive packaging.
+    plain installs get copies, since links do not survive packaging. A build
+    from an sdist has no repository files beside setup.py, only the .mim the
+    sdist carries: that one is kept.
     """
     if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
         mode = 'symlink'
@@ -39,19 +44,23 @@ def add_mim_extension():
         return
     mim_root = osp.join(HERE, 'mmscalekd', '.mim')
     os.makedirs(mim_root, exist_ok=True)
-    for folder in MIM_FOLDERS:
-        src = osp.join(HERE, folder)
-        dst = osp.join(mim_root, folder)
+    for name in MIM_FILES:
+        src = osp.join(HERE, name)
+        dst = osp.join(mim_root, name)
+        if not osp.exists(src):
+            continue
         if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
         if mode == 'symlink':
             os.symlink(osp.relpath(src, mim_root), dst,
-                       target_is_directory=True)
-        else:
+                       target_is_directory=osp.isdir(src))
+        elif osp.isdir(src):
             shutil.copytree(
                 src, dst, ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copyfile(src, dst)
 
 
 def version():
@@ -74,7 +83,8 @@ if __name__ == '__main__':
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,
         package_data={'mmscalekd': ['.mim/configs/**/*', '.mim/tools/**/*',
-                                    '.mim/tools/*', '.mim/configs/*']},
+                                    '.mim/tools/*', '.mim/configs/*',
+                                    '.mim/model-index.yml']},
         install_requires=read_requirements('runtime.txt'),
         extras_require={'tests': read_requirements('tests.txt')},
         zip_safe=False)

@@ -1,5 +1,5 @@
 # Quick-start student with ScaleKD from the quick-start teacher: the released
-# recipe's structure and weights (section 5 of the method page) at toy size.
+# recipe's structure and weights (section 5 of docs/method.md) at toy size.
 # Same student and recipe as the baseline and the logit-KD student.
 _base_ = ['./_base_/digits_recipe.py', './_base_/digits_models.py']
 model = dict(

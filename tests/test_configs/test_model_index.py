@@ -1,0 +1,205 @@
+"""The model zoo that ``mim search mmscalekd`` shows.
+
+``model-index.yml`` imports ``configs/scalekd/metafile.yml``; setup.py ships
+both in ``mmscalekd/.mim``, where mim looks for ``model-index.yml``. These
+tests read the repository's files with mim's own loader and table builder,
+then run ``mim search`` on the installed package. They parse no config, so
+they take seconds.
+"""
+import ast
+import glob
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from mim.commands.search import convert2df, filter_by_models
+from modelindex.load_model_index import load
+
+from tests.conftest import REPO_ROOT
+
+INDEX = osp.join(REPO_ROOT, 'model-index.yml')
+METAFILE = osp.join('configs', 'scalekd', 'metafile.yml')
+SHIPPED = sorted(
+    osp.relpath(path, REPO_ROOT)
+    for path in glob.glob(osp.join(REPO_ROOT, 'configs', 'scalekd', '*.py')))
+PAPER_METRIC = 'Paper Top 1 Accuracy'
+
+
+def read_yaml(path):
+    with open(osp.join(REPO_ROOT, path)) as f:
+        return yaml.safe_load(f)
+
+
+def models():
+    return read_yaml(METAFILE)['Models']
+
+
+def name_of(config):
+    return osp.splitext(osp.basename(config))[0]
+
+
+def paper_top1(model):
+    for result in model.get('Results', []):
+        if PAPER_METRIC in result['Metrics']:
+            return result['Metrics'][PAPER_METRIC]
+    return None
+
+
+def base_chain(config):
+    """The config and its local ``_base_`` files, in order, and the
+    ``mmpretrain::`` configs the chain ends in; read from the text."""
+    tree = ast.parse(open(osp.join(REPO_ROOT, config)).read())
+    bases = []
+    for node in tree.body:
+        if (isinstance(node, ast.Assign)
+                and getattr(node.targets[0], 'id', None) == '_base_'):
+            bases = ast.literal_eval(node.value)
+    bases = [bases] if isinstance(bases, str) else bases
+    local, mmpretrain = [config], []
+    for base in bases:
+        if base.startswith('mmpretrain::'):
+            mmpretrain.append(base)
+        else:
+            more_local, more_mmpretrain = base_chain(
+                osp.normpath(osp.join(osp.dirname(config), base)))
+            local += more_local
+            mmpretrain += more_mmpretrain
+    return local, mmpretrain
+
+
+def teacher_checkpoints():
+    """``model.teacher.checkpoint`` of each config that sets one."""
+    found = {}
+    for config in SHIPPED:
+        tree = ast.parse(open(osp.join(REPO_ROOT, config)).read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.keyword) and node.arg == 'teacher'
+                    and isinstance(node.value, ast.Call)):
+                for key in node.value.keywords:
+                    if key.arg == 'checkpoint':
+                        found[config] = ast.literal_eval(key.value)
+    return found
+
+
+def test_index_imports_the_metafile():
+    index = read_yaml('model-index.yml')
+    assert index['Import'] == [METAFILE]
+
+
+def test_every_config_is_listed_once_and_every_listed_config_exists():
+    listed = [model['Config'] for model in models()]
+    assert len(listed) == len(set(listed)), 'a config is listed twice'
+    missing = sorted(set(SHIPPED) - set(listed))
+    assert not missing, (
+        f'{missing} are not in {METAFILE}: add an entry for each (teacher, '
+        'student, strategy, recipe, the paper\'s top-1 if it reports one)')
+    for config in listed:
+        assert osp.isfile(osp.join(REPO_ROOT, config)), (
+            f'{METAFILE} lists {config}, which does not exist')
+
+
+def test_entries_are_named_after_their_configs():
+    # as in mmpretrain, so `mim search --config NAME` and `mim train
+    # mmscalekd NAME.py` name the same thing
+    for model in models():
+        assert model['Name'] == name_of(model['Config'])
+
+
+def test_metadata_agrees_with_the_configs():
+    for model in models():
+        config, meta = model['Config'], model['Metadata']
+        name = name_of(config)
+        local, mmpretrain = base_chain(config)
+        assert meta['Recipe'] == ' + '.join(mmpretrain), name
+        resnet_d = any('ResNetV1d' in open(osp.join(REPO_ROOT, c)).read()
+                       for c in local)
+        assert resnet_d == meta['Student'].startswith('ResNet-50-D'), name
+        gpus, per_gpu = re.search(r'_(\d+)xb(\d+)[-_]', name).groups()
+        assert meta['Batch Size'] == int(gpus) * int(per_gpu), name
+        if name.startswith('student_'):
+            assert model['In Collection'] == 'Student' and (
+                'Teacher' not in meta), name
+        else:
+            teacher = name.split('_')[1]  # swin-l, beit-l, ...
+            assert meta['Teacher'].lower().startswith(teacher), name
+            assert model['In Collection'] == (
+                'Logit-KD' if name.startswith('logit-kd_') else 'ScaleKD')
+
+
+def test_paper_figures_are_marked_as_the_papers_and_in_the_headers():
+    with_figure = 0
+    for model in models():
+        # a figure measured here would be `Top 1 Accuracy`, beside weights
+        assert 'Weights' not in model
+        for result in model.get('Results', []):
+            assert set(result['Metrics']) == {PAPER_METRIC}
+        top1 = paper_top1(model)
+        if top1 is None or model['Name'].startswith('student_'):
+            continue
+        with_figure += 1
+        text = open(osp.join(REPO_ROOT, model['Config'])).read()
+        assert f'{top1:.2f}' in text, (
+            f'{model["Config"]}: its header does not give the paper\'s '
+            f'{top1:.2f} that {METAFILE} lists')
+    # the eleven pairs of the method page, section 6
+    assert with_figure == 11
+
+
+def test_mim_reads_the_index_of_the_repository():
+    index = load(INDEX)
+    # modelindex resolves README paths against the metafile's folder while
+    # OpenMMLab's metafiles (mmpretrain's too) give them from the index
+    # root, so those are checked here instead.
+    errors = [e for e in index.check(silent=True) if 'README' not in e]
+    assert errors == []
+    for collection in read_yaml(METAFILE)['Collections']:
+        assert osp.isfile(osp.join(REPO_ROOT, collection['README']))
+
+    table = convert2df(index)  # what `mim search` prints, one row a config
+    assert sorted(table['config']) == SHIPPED
+    row = table.loc['scalekd_swin-l_resnet50_8xb256-rsb-a2-300e_in1k']
+    assert row['imagenet-1k/paper_top_1_accuracy'] == 82.03
+    assert row['teacher'].startswith('swin-l')
+    assert row['student'].startswith('resnet-50')
+    assert row['recipe'] == (
+        'mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py')
+    scalekd = filter_by_models(table, ['scalekd'])  # --model scalekd
+    assert sorted(scalekd['config']) == [
+        c for c in SHIPPED if osp.basename(c).startswith('scalekd')]
+
+
+def test_mim_search_lists_every_config(tmp_path):
+    """`mim search mmscalekd` on the installed package (`make test` installs
+    it first). Run from an empty directory, so that mim finds the installed
+    package, not the checkout's egg-info."""
+    result = subprocess.run(
+        [sys.executable, '-m', 'mim', 'search', 'mmscalekd',
+         '--display-width', '200'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    if 'mmscalekd is not installed' in output:
+        pytest.skip('needs mmscalekd installed (`make install`)')
+    assert result.returncode == 0, (
+        f'{output}\n(an installed mmscalekd without .mim/model-index.yml is '
+        'older than the index: run `make install`)')
+    listed = re.findall(r'config id: (\S+)', result.stdout)
+    assert sorted(listed) == sorted(map(name_of, SHIPPED)), (
+        'the installed index differs from the repository\'s: run '
+        '`make install`')
+    for field in ('imagenet-1k/paper_top_1_accuracy', 'teacher', 'student',
+                  'recipe', 'strategy'):
+        assert field in result.stdout
+
+
+def test_imagenet_doc_names_every_teacher_checkpoint_and_its_hash():
+    with open(osp.join(REPO_ROOT, 'docs', 'imagenet.md')) as f:
+        doc = f.read()
+    checkpoints = teacher_checkpoints()
+    assert checkpoints, 'no config sets model.teacher.checkpoint'
+    for config, url in checkpoints.items():
+        assert url in doc, f'docs/imagenet.md does not give {url} ({config})'
+        digits = re.search(r'-([0-9a-f]{8})\.pth$', url).group(1)
+        assert f'`{digits}`' in doc, config
