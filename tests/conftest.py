@@ -64,6 +64,50 @@ def make_batch(batch_size=4, seed=0):
     return dict(inputs=list(images), data_samples=samples)
 
 
+# The shipped configs' teachers (Swin-L, EVA-L: 200-300 M parameters) take
+# seconds to build and up to a minute to initialise on a CPU. A test run
+# builds each once, keeps torch's constructor initialisation (random weights
+# are all a build-and-step check needs; real ones cannot be downloaded here)
+# and hands that network to every config that names the teacher, through
+# the config's own path: `model.teacher.config` may be a model dict, which
+# the registry builds, and its `type` may be a callable.
+_TEACHERS = {}
+
+
+def shared_teacher(config):
+    """The teacher network of ``model.teacher.config`` (a config path such
+    as ``'mmpretrain::swin_transformer/swin-large_16xb64_in1k.py'`` or a
+    model dict), built once per test run. Tests must not change it."""
+    key = repr(config)
+    if key not in _TEACHERS:
+        from mmengine.hub import get_config
+        from mmpretrain.registry import MODELS
+        if isinstance(config, str):
+            config = (get_config(config) if '::' in config else
+                      Config.fromfile(config)).model
+        torch.manual_seed(0)
+        network = MODELS.build(copy.deepcopy(config))
+        # Built once, initialised once: the init_weights() that a distiller
+        # calls on a random teacher leaves it as built.
+        network.init_weights = lambda: None
+        _TEACHERS[key] = network
+    return _TEACHERS[key]
+
+
+def with_shared_teacher(model_cfg: dict) -> dict:
+    """A distiller's ``model`` dict whose teacher is :func:`shared_teacher`.
+
+    The distiller builds, freezes and adapts that network as it would a
+    network of its own; ``checkpoint=None`` (a random teacher) skips the
+    strict load, which tests of the teacher checkpoint cover.
+    """
+    model_cfg = copy.deepcopy(model_cfg)
+    config = model_cfg['teacher']['config']
+    model_cfg['teacher'].update(
+        config=dict(type=shared_teacher, config=config), checkpoint=None)
+    return model_cfg
+
+
 @pytest.fixture
 def distiller():
     return build_distiller()

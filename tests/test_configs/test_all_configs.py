@@ -1,11 +1,21 @@
-"""Every config in configs/ builds and takes one training step on CPU.
+"""Every config in configs/ parses and builds; every config that trains
+something of its own takes one training step on CPU.
 
-Real teacher weights cannot be downloaded here, so the teacher checkpoint is
-replaced by a random-weight checkpoint of the same teacher, saved once per
-teacher and loaded strictly; all else is the config as a user runs it, at the config's own input size. Three
-kinds of config: ScaleKD, and its two baselines: logit distillation only
-(``logit-kd_*``) and the student alone (``student_*``).
+Three kinds of config: ScaleKD, and its two baselines: logit distillation
+only (``logit-kd_*``) and the student alone (``student_*``). The ScaleKD
+configs, and the quick start's and smoke run's configs of every kind, take
+one real training step at the config's own input size. The shipped
+baselines are their ScaleKD config with the feature stages set to None, or
+that config's student and recipe alone: they are checked to be exactly that,
+and to build; the step of their ScaleKD config has trained the same student
+with the same teacher and recipe.
+
+Real teacher weights cannot be downloaded here: every config that names a
+teacher gets the one random-weight network of it that the test run builds
+(``shared_teacher`` in tests/conftest.py), so Swin-L and EVA-L are built once.
 """
+import copy
+import functools
 import glob
 import os.path as osp
 
@@ -19,88 +29,94 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, shared_teacher, with_shared_teacher
 
 CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True))
 CONFIGS = [c for c in CONFIGS if '_base_' not in c]
-
-
-_TEACHER_FILES = {}
-
-
-def teacher_checkpoint(teacher_config, tmp_path_factory):
-    """A random-weight checkpoint of the config's teacher, made once.
-
-    Many configs share a teacher (Swin-L, EVA-L). Its random
-    ``init_weights`` costs up to half a minute on a CPU, a strict load of a
-    saved state dict a second; loading also runs the real path a user's
-    teacher checkpoint takes.
-    """
-    from mmscalekd.models.distillers import load_teacher_model_config
-    model_cfg = load_teacher_model_config(teacher_config)
-    key = repr(sorted(model_cfg.items(), key=lambda item: item[0]))
-    if key not in _TEACHER_FILES:
-        torch.manual_seed(0)
-        teacher = MODELS.build(model_cfg)
-        path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
-        torch.save(teacher.state_dict(), path)
-        _TEACHER_FILES[key] = str(path)
-    return _TEACHER_FILES[key]
+SHIPPED = osp.join(REPO_ROOT, 'configs', 'scalekd')
 
 
 def config_id(path):
     return osp.relpath(path, osp.join(REPO_ROOT, 'configs'))
 
 
-def test_configs_are_found():
-    names = {config_id(c) for c in CONFIGS}
-    assert 'smoke/scalekd_smoke_synthetic.py' in names
-    assert 'scalekd/scalekd_swin-l_resnet50_8xb32_in1k.py' in names
+def shipped(prefix):
+    return [c for c in CONFIGS if c.startswith(osp.join(SHIPPED, prefix))]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
-def test_config_builds_and_takes_a_training_step(path, tmp_path_factory):
-    cfg = Config.fromfile(path)
+# The shipped baselines; everything else trains in the step test.
+LOGIT_KD = shipped('logit-kd_')
+STUDENT_ALONE = shipped('student_')
+STEPPED = [c for c in CONFIGS if c not in LOGIT_KD + STUDENT_ALONE]
+
+
+@functools.lru_cache(maxsize=None)
+def parse(path) -> Config:
+    """The config, parsed once per test run (the baselines' checks read
+    their ScaleKD configs again)."""
+    return Config.fromfile(path)
+
+
+def load(path) -> Config:
+    """The config as a user's run reads it, checked as every run needs."""
+    cfg = copy.deepcopy(parse(path))
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     assert cfg.runner_type == 'ScaleKDRunner'
     assert 'mmscalekd' in cfg.custom_imports['imports']
     # The training pipeline of the config builds.
     Compose(cfg.train_dataloader.dataset.pipeline)
-
-    model_cfg = cfg.model.copy()
-    distiller = model_cfg.type == 'ScaleKDDistiller'
-    if distiller:
-        model_cfg.teacher.checkpoint = teacher_checkpoint(
-            model_cfg.teacher.config, tmp_path_factory)
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    torch.manual_seed(0)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
-    # torch's SGD and AdamW run as one fused kernel in every ImageNet
-    # config (the same update, faster; docs/benchmarks.md). Lamb has no
-    # fused version; the quick start and smoke configs keep the plain
-    # update their recorded results were measured with.
+    # torch's SGD and AdamW run as one fused kernel in every shipped config
+    # (the same update, faster; docs/benchmarks.md). Lamb has no fused
+    # version; the quick start and smoke configs keep the plain update their
+    # recorded results were measured with.
     optimizer = cfg.optim_wrapper.optimizer
-    fused = optimizer.type in ('SGD', 'AdamW') and path.startswith(
-        osp.join(REPO_ROOT, 'configs', 'scalekd'))
-    if fused:
+    if path.startswith(SHIPPED) and optimizer.type in ('SGD', 'AdamW'):
         assert optimizer.get('fused') is True, optimizer
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    if fused:
-        assert optim_wrapper.optimizer.defaults['fused'] is True
-    student = model.student if distiller else model
+    return cfg
 
-    # Batch 1 for the largest teachers (Swin-L, BEiT-L) keeps the suite
-    # fast; 2 elsewhere. Every path runs either way.
-    large = distiller and sum(
-        p.numel() for p in model.teacher.parameters()) > 150_000_000
-    batch_size = 1 if large else 2
-    # the distiller's input_size, else the config's image_size, else 224
-    size = model_cfg.get('input_size', cfg.get('image_size', 224))
-    num_classes = student.head.num_classes
-    batch = dict(
+
+def build_model(cfg):
+    model_cfg = cfg.model.to_dict()
+    if model_cfg['type'] == 'ScaleKDDistiller':
+        model_cfg = with_shared_teacher(model_cfg)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor',
+                             cfg.data_preprocessor.to_dict())
+    torch.manual_seed(0)
+    return MODELS.build(model_cfg)
+
+
+def flatten(value, prefix=''):
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``, for naming differences."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat = {}
+    for key, item in value.items():
+        flat.update(flatten(item, f'{prefix}.{key}' if prefix else key))
+    return flat
+
+
+def differences(a: dict, b: dict):
+    a, b = flatten(a), flatten(b)
+    return sorted(k for k in a.keys() | b.keys()
+                  if a.get(k, '<absent>') != b.get(k, '<absent>'))
+
+
+def test_configs_are_found():
+    names = {config_id(c) for c in CONFIGS}
+    assert 'smoke/scalekd_smoke_synthetic.py' in names
+    assert 'scalekd/scalekd_swin-l_resnet50_8xb32_in1k.py' in names
+    # Every shipped baseline has the ScaleKD config it is measured against.
+    assert LOGIT_KD and STUDENT_ALONE
+    for path in LOGIT_KD:
+        assert osp.isfile(path.replace('logit-kd_', 'scalekd_')), path
+    for path in STUDENT_ALONE:
+        assert scalekd_configs_of(path), path
+
+
+def make_batch(batch_size, size, num_classes):
+    return dict(
         inputs=list(
             torch.randint(0, 256, (batch_size, 3, size, size),
                           dtype=torch.uint8)),
@@ -108,30 +124,98 @@ def test_config_builds_and_takes_a_training_step(path, tmp_path_factory):
             DataSample().set_gt_label(i % num_classes)
             for i in range(batch_size)
         ])
-    frozen = model.teacher if distiller else torch.nn.Module()
-    teacher_before = {k: v.clone() for k, v in frozen.state_dict().items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', STEPPED, ids=config_id)
+def test_config_takes_a_training_step(path):
+    cfg = load(path)
+    model_cfg = cfg.model
+    distiller = model_cfg.type == 'ScaleKDDistiller'
+    teacher = shared_teacher(model_cfg.teacher.config) if distiller else None
+    model = build_model(cfg)
+    model.init_weights()  # as the runner does
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    student = model.student if distiller else model
+
+    # Batch 1 under the largest teachers (Swin-L, EVA-L) keeps the suite
+    # fast; 2 elsewhere. Every path runs either way.
+    large = teacher is not None and sum(
+        p.numel() for p in teacher.parameters()) > 150_000_000
+    # the distiller's input_size, else the config's image_size, else 224
+    size = model_cfg.get('input_size', cfg.get('image_size', 224))
+    batch = make_batch(1 if large else 2, size, student.head.num_classes)
+    teacher_before = {} if teacher is None else {
+        k: v.clone() for k, v in teacher.state_dict().items()}
     student_before = {
-        k: v.clone()
-        for k, v in student.state_dict().items()
-    }
+        k: v.clone() for k, v in student.state_dict().items()}
     model.train()
     log_vars = model.train_step(batch, optim_wrapper)
 
-    if not distiller:  # a baseline: the student alone
-        expected = ('loss', )
-    elif model.distill_features:  # ScaleKD
-        expected = ('loss_cls', 'loss_perception_spatial',
-                    'loss_final_spatial')
-    else:  # a baseline: logit distillation only
-        expected = ('loss_cls', 'loss_kd')
-    for key in expected:
-        assert key in log_vars, key
-    assert all(torch.isfinite(v) for v in log_vars.values())
-    assert all(
-        torch.equal(v, teacher_before[k])
-        for k, v in frozen.state_dict().items())
+    losses = {k for k in log_vars if k.startswith('loss')}
+    if not distiller:  # the student alone
+        assert losses == {'loss'}
+    else:
+        expected = {'loss', 'loss_cls'}
+        if model_cfg.get('logit_kd'):
+            expected.add('loss_kd')
+        assert expected <= losses, losses
+        # ScaleKD: loss terms of both feature stages; logit KD only: none.
+        for stage in ('perception', 'final'):
+            terms = {k for k in losses if k.startswith(f'loss_{stage}_')}
+            assert bool(terms) == (model_cfg.get(f'{stage}_stage')
+                                   is not None), (stage, losses)
+    assert all(torch.isfinite(v) for v in log_vars.values()), log_vars
+    for key, value in teacher_before.items():
+        assert torch.equal(teacher.state_dict()[key], value), key
     changed = [
         k for k, v in student.state_dict().items()
         if not torch.equal(v, student_before[k])
     ]
     assert any(k.startswith('backbone.') for k in changed)
+    assert any(k.startswith('head.') for k in changed)
+
+
+@pytest.mark.parametrize('path', LOGIT_KD, ids=config_id)
+def test_logit_kd_baseline_is_its_scalekd_config_without_stages(path):
+    cfg = load(path)
+    scalekd = parse(path.replace('logit-kd_', 'scalekd_'))
+    assert cfg.model.perception_stage is None
+    assert cfg.model.final_stage is None
+    assert cfg.model.logit_kd.type == 'LogitKDLoss'
+    assert not [
+        k for k in differences(cfg.to_dict(), scalekd.to_dict())
+        if not k.startswith(('model.perception_stage', 'model.final_stage',
+                             'model.logit_kd'))
+    ]
+    model = build_model(cfg)
+    # Logit distillation only: the student is all that trains or is saved.
+    assert set(model.state_dict()) == {
+        f'student.{k}' for k in model.student.state_dict()}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        f'student.{n}' for n, _ in model.student.named_parameters()}
+
+
+def scalekd_configs_of(student_alone):
+    """The shipped ScaleKD configs that train this student config's
+    student (``student_<student>.py`` -> ``scalekd_<teacher>_<student>.py``)."""
+    suffix = '_' + osp.basename(student_alone)[len('student_'):]
+    return [c for c in shipped('scalekd_') if c.endswith(suffix)]
+
+
+# What a ScaleKD config may add to its student's own recipe: the distiller,
+# the authors' gradient clipping of distillation runs, SyncBN.
+DISTILLATION_ONLY = ('model', 'optim_wrapper.clip_grad', 'sync_bn')
+
+
+@pytest.mark.parametrize('path', STUDENT_ALONE, ids=config_id)
+def test_student_baseline_is_the_student_of_its_scalekd_configs(path):
+    cfg = load(path)
+    for scalekd in map(parse, scalekd_configs_of(path)):
+        assert cfg.model.to_dict() == scalekd.model.student.to_dict()
+        assert not [
+            k for k in differences(cfg.to_dict(), scalekd.to_dict())
+            if not k.startswith(DISTILLATION_ONLY)
+        ]
+    model = build_model(cfg)
+    assert model.head.num_classes == 1000

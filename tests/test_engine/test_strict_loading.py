@@ -125,16 +125,16 @@ def test_vis_tool_refuses_a_checkpoint_without_its_projectors(
 
 def test_teacher_entries_in_a_checkpoint_are_ignored(trained, tmp_path):
     checkpoint = load_checkpoint(trained / 'epoch_1.pth')
-    teacher = build_distiller().teacher.state_dict()
+    teacher = build_distiller().teacher.network.state_dict()
     checkpoint['state_dict'].update(
         {f'teacher.{k}': torch.full_like(v, 7.0) for k, v in teacher.items()
          if v.is_floating_point()})
     path = tmp_path / 'with_teacher.pth'
     torch.save(checkpoint, path)
     runner = build_runner(smoke_config(tmp_path / 'run', load_from=str(path)))
-    before = {k: v.clone() for k, v in
-              runner.model.teacher.state_dict().items()}
+    network = runner.model.teacher.network
+    before = {k: v.clone() for k, v in network.state_dict().items()}
     runner.test()
     assert 'teacher entries in the file' in run_log(runner)
-    for key, value in runner.model.teacher.state_dict().items():
+    for key, value in network.state_dict().items():
         assert torch.equal(value, before[key]), key

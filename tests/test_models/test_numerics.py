@@ -1,8 +1,6 @@
 """The ScaleKD loss of a fixed batch and fixed weights under the settings
 tools/analysis/benchmark.py offers: repeated fp32, CPU bf16 autocast and
 channels-last memory layout (smoke config's tiny Swin -> ResNet-18)."""
-import copy
-
 import pytest
 import torch
 
@@ -119,39 +117,3 @@ def test_gemm_convolution_under_bf16_autocast(model_and_batch, fp32_losses):
     for key, value in fp32_losses.items():
         assert bf16[key].float().item() == pytest.approx(
             value.item(), rel=BF16_RTOL), key
-
-
-@pytest.mark.parametrize('optimizer', [
-    dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4),
-    dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-])
-def test_fused_optimizer_matches_plain(model_and_batch, optimizer):
-    """The configs' ``fused=True``: from the distiller's own gradients,
-    three updates give the weights of the plain optimizer, within fp32
-    rounding (the gradients are the same for both, so only the update
-    kernels are compared)."""
-    from mmengine.optim import build_optim_wrapper
-    model, inputs, samples = model_and_batch
-    model = copy.deepcopy(model)
-    loss, _ = model.parse_losses(model.loss(inputs, samples))
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()
-             if p.grad is not None}
-    assert len(grads) > 10
-    weights = {}
-    for fused in (False, True):
-        copy_ = copy.deepcopy(model)
-        wrapper = build_optim_wrapper(
-            copy_, dict(optimizer=dict(optimizer, fused=fused)))
-        assert wrapper.optimizer.defaults['fused'] is fused
-        params = dict(copy_.named_parameters())
-        for _ in range(3):
-            for name, grad in grads.items():
-                params[name].grad = grad.clone()
-            wrapper.step()
-        weights[fused] = {n: params[n].detach() for n in grads}
-    for name, before in grads.items():
-        plain, fused = weights[False][name], weights[True][name]
-        assert not torch.equal(plain, dict(model.named_parameters())[name])
-        torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7,
-                                   msg=name)

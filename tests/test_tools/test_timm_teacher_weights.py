@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from safetensors.torch import save_file
 
-from mmscalekd.models.distillers.teacher_builder import build_frozen_teacher
+from mmscalekd.models.teachers import FrozenTeacher
 from tests.conftest import run_command
 
 TOOL = 'tools/model_converters/timm_teacher_weights.py'
@@ -22,11 +22,21 @@ def _config(tmp_path):
     return path
 
 
-def _timm_weights():
-    torch.manual_seed(0)
+def _timm_model():
     kwargs = {k: v for k, v in TEACHER.items()
               if k not in ('type', 'model_name')}
-    return timm.create_model('vit_tiny_patch16_224', **kwargs).state_dict()
+    return timm.create_model('vit_tiny_patch16_224', **kwargs).eval()
+
+
+def _timm_weights():
+    """Weights no build initialises (norm scales included): drawn from
+    their own generator, so only a load can give them to a teacher."""
+    generator = torch.Generator().manual_seed(1)
+    return {
+        k: torch.randn(v.shape, generator=generator) * 0.1
+        if v.is_floating_point() else v
+        for k, v in _timm_model().state_dict().items()
+    }
 
 
 @pytest.mark.parametrize('suffix', ['.safetensors', '.bin'])
@@ -39,9 +49,18 @@ def test_timm_file_becomes_the_teachers_checkpoint(tmp_path, suffix):
         torch.save(weights, src)
     dst = str(tmp_path / 'teacher.pth')
     run_command([sys.executable, TOOL, _config(tmp_path), src, dst])
-    teacher = build_frozen_teacher(TEACHER, dst)  # strict, as in training
-    for key, value in weights.items():
-        torch.testing.assert_close(teacher.model.state_dict()[key], value)
+    teacher = FrozenTeacher(TEACHER, dst)  # strict, as in training
+    # The teacher predicts what timm's own model with the file's weights
+    # predicts.
+    reference = _timm_model()
+    reference.load_state_dict(weights)
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator()
+                         .manual_seed(0))
+    with torch.no_grad():
+        expected = reference(images)
+    torch.testing.assert_close(teacher.logits(images), expected)
+    assert not torch.allclose(
+        FrozenTeacher(TEACHER, None).logits(images), expected)
 
 
 def test_weights_of_another_model_are_refused_and_nothing_written(tmp_path):

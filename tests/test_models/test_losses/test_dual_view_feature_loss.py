@@ -1,8 +1,8 @@
 import math
 
-import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmscalekd.models.losses import DualViewFeatureLoss, remove_spatial_mean
 
@@ -26,11 +26,11 @@ def remove_dc_by_dct(x: torch.Tensor) -> torch.Tensor:
     return dh.T @ coefficients @ dw
 
 
-def reference_mimic(s: np.ndarray, t: np.ndarray) -> float:
-    """sum((normC(S) - normC(T))^2) / N written out with numpy."""
-    s_norm = s / np.sqrt((s**2).sum(axis=1, keepdims=True))
-    t_norm = t / np.sqrt((t**2).sum(axis=1, keepdims=True))
-    return float(((s_norm - t_norm)**2).sum() / s.shape[0])
+def mimic_by_cosine(s: torch.Tensor, t: torch.Tensor) -> float:
+    """sum((normC(S) - normC(T))^2) / N by another route: for unit vectors
+    |a - b|^2 = 2 - 2 cos(a, b), summed over positions."""
+    cosine = F.cosine_similarity(s.double(), t.double(), dim=1, eps=0)
+    return float((2 - 2 * cosine).sum() / s.shape[0])
 
 
 @pytest.mark.parametrize('shape', [(2, 3, 4, 4), (3, 5, 5, 7), (1, 8, 7, 7)])
@@ -44,7 +44,7 @@ def test_mean_subtraction_equals_dct_route(shape):
         remove_dc_by_dct(x).float(), rtol=0, atol=1e-5)
 
 
-def test_losses_match_equations():
+def test_losses_match_cosine_and_dct_routes():
     torch.manual_seed(0)
     student = torch.randn(3, 6, 5, 4)
     student_frequency = torch.randn(3, 6, 5, 4)
@@ -52,15 +52,31 @@ def test_losses_match_equations():
     loss = DualViewFeatureLoss(spatial_weight=0.08, frequency_weight=0.06)
     out = loss(student, teacher, student_frequency)
 
-    expected_spatial = 0.08 * reference_mimic(student.double().numpy(),
-                                              teacher.double().numpy())
-    expected_frequency = 0.06 * reference_mimic(
-        remove_dc_by_dct(student_frequency.double()).numpy(),
-        remove_dc_by_dct(teacher.double()).numpy())
+    expected_spatial = 0.08 * mimic_by_cosine(student, teacher)
+    expected_frequency = 0.06 * mimic_by_cosine(
+        remove_dc_by_dct(student_frequency.double()),
+        remove_dc_by_dct(teacher.double()))
     assert out['loss_spatial'].item() == pytest.approx(
         expected_spatial, rel=1e-5)
     assert out['loss_frequency'].item() == pytest.approx(
         expected_frequency, rel=1e-5)
+
+
+def test_known_value_by_hand():
+    # One sample, two channels, 1 x 2 positions. Position 0: student (3, 4),
+    # teacher (1, 0): unit vectors (0.6, 0.8) and (1, 0), distance^2
+    # 0.4^2 + 0.8^2 = 0.8. Position 1: student (0, 2), teacher (0, 5): the
+    # same direction, 0. The channel means over positions are (1.5, 3) and
+    # (0.5, 2.5): without them, student (1.5, 1) / (-1.5, -1) and teacher
+    # (0.5, -2.5) / (-0.5, 2.5): at both positions a cosine of
+    # (0.75 - 2.5) / sqrt(3.25 * 6.5).
+    student = torch.tensor([[[[3.0, 0.0]], [[4.0, 2.0]]]])
+    teacher = torch.tensor([[[[1.0, 0.0]], [[0.0, 5.0]]]])
+    out = DualViewFeatureLoss(1.0, 1.0)(student, teacher)
+    assert out['loss_spatial'].item() == pytest.approx(0.8, rel=1e-6)
+    cosine = -1.75 / math.sqrt(3.25 * 6.5)
+    assert out['loss_frequency'].item() == pytest.approx(
+        2 * (2 - 2 * cosine), rel=1e-6)
 
 
 def test_sum_is_divided_by_batch_size_only():

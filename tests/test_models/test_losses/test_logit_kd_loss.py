@@ -1,27 +1,43 @@
+import math
+
 import numpy as np
 import pytest
 import torch
+from scipy import special, stats
 
 from mmscalekd.models.losses import LogitKDLoss
 
 
 def reference(student, teacher, tau, alpha):
-    s, t = student.double().numpy() / tau, teacher.double().numpy() / tau
-    p = np.exp(t - t.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    log_q = s - s.max(1, keepdims=True)
-    log_q -= np.log(np.exp(log_q).sum(1, keepdims=True))
-    return -alpha * tau**2 * (p * log_q).sum(1).mean()
+    """alpha tau^2 mean_n H(p_n, q_n) as entropy plus KL divergence, by
+    scipy (another route to the cross entropy than the loss takes)."""
+    p = special.softmax(teacher.double().numpy() / tau, axis=1)
+    q = special.softmax(student.double().numpy() / tau, axis=1)
+    cross_entropy = [stats.entropy(pn) + stats.entropy(pn, qn)
+                     for pn, qn in zip(p, q)]
+    return alpha * tau**2 * float(np.mean(cross_entropy))
 
 
 @pytest.mark.parametrize('tau,alpha', [(1.0, 0.5), (2.0, 0.5), (4.0, 0.9),
                                        (1.0, 0.0)])
-def test_matches_equation(tau, alpha):
+def test_matches_entropy_plus_kl_divergence(tau, alpha):
     torch.manual_seed(0)
     student, teacher = torch.randn(5, 7) * 3, torch.randn(5, 7) * 3
     loss = LogitKDLoss(tau=tau, alpha=alpha)(student, teacher)
     assert loss.item() == pytest.approx(
         reference(student, teacher, tau, alpha), rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize('tau', [1.0, 2.0])
+def test_known_value_two_classes(tau):
+    # Softened teacher (3/4, 1/4), softened student (1/4, 3/4):
+    # H(p, q) = -(3/4 log 1/4 + 1/4 log 3/4) = log 4 - 1/4 log 3.
+    log3 = math.log(3)
+    teacher = torch.tensor([[tau * log3, 0.0]])
+    student = torch.tensor([[0.0, tau * log3]])
+    loss = LogitKDLoss(tau=tau, alpha=0.5)(student, teacher)
+    assert loss.item() == pytest.approx(
+        0.5 * tau**2 * (math.log(4) - log3 / 4), rel=1e-6)
 
 
 def test_known_value_uniform_teacher():
@@ -40,11 +56,24 @@ def test_large_logits_stay_finite():
     assert loss.item() == pytest.approx(500.0, rel=1e-6)
 
 
-def test_gradient_reaches_student_only():
+def test_gradient_pulls_the_student_towards_the_teacher():
+    """d loss / d s = alpha tau (softmax(s / tau) - softmax(t / tau)) / N:
+    the student's softened distribution is moved towards the teacher's, and
+    a student that already predicts the teacher's distribution (its logits
+    shifted by a constant) gets no gradient."""
+    torch.manual_seed(0)
+    tau, alpha = 2.0, 0.5
     student = torch.randn(3, 4, requires_grad=True)
-    teacher = torch.randn(3, 4, requires_grad=True)
-    LogitKDLoss()(student, teacher).backward()
-    assert student.grad is not None and student.grad.abs().sum() > 0
+    teacher = torch.randn(3, 4) * 2
+    LogitKDLoss(tau=tau, alpha=alpha)(student, teacher).backward()
+    p, q = (torch.softmax(x.detach() / tau, 1) for x in (teacher, student))
+    torch.testing.assert_close(student.grad, alpha * tau * (q - p) / 3)
+    assert ((student.grad < 0) == (p > q)).all()
+
+    matching = (teacher + 5.0).requires_grad_()
+    LogitKDLoss(tau=tau, alpha=alpha)(matching, teacher).backward()
+    torch.testing.assert_close(matching.grad, torch.zeros(3, 4),
+                               atol=1e-7, rtol=0)
 
 
 @pytest.mark.parametrize('kwargs,key', [(dict(tau=0.0), 'tau'),
