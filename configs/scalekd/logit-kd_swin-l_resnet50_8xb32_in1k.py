@@ -11,7 +11,3 @@ model = dict(
     perception_stage=None,
     final_stage=None,
     logit_kd=dict(_delete_=True, type='LogitKDLoss', tau=1.0, alpha=0.5))
-
-# Synchronised BatchNorm across GPUs, as in the authors' traditional runs
-# (student and projectors; the frozen teacher is unaffected).
-sync_bn = 'torch'

@@ -13,6 +13,9 @@
 # point at the local file on clusters without internet):
 #   https://download.openmmlab.com/mmclassification/v0/eva/eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth
 # Paper top-1 (method page, section 6): 82.89 for Mixer-B/14.
+# Recipe: the student config inherited below (mmpretrain's recipe for this
+# student); the authors' student config for this pair is not in the public
+# store, so the recipe is not verified as theirs (docs/recipes.md).
 _base_ = ['./student_mixer-b14_64xb64_in1k.py']
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
@@ -24,7 +27,16 @@ model = dict(
     teacher=dict(
         config='mmpretrain::_base_/models/eva/eva-l.py',
         checkpoint='https://download.openmmlab.com/mmclassification/v0/eva/'
-        'eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth'),
+        'eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth',
+        # EVA was trained on CLIP-normalised images (mmpretrain's
+        # eva/eva-l-p14_8xb16_in1k-196px.py); the student's ImageNet-
+        # normalised batch is renormalised for it. A deliberate difference
+        # from the authors' code, where the teacher sees the student's
+        # normalisation. It sees the 224 px images as theirs does (its
+        # position embedding resized); `input_size=196` would show it its
+        # own resolution instead.
+        mean=[122.7709383, 116.7460125, 104.09373615],
+        std=[68.5005327, 66.6321579, 70.32316305]),
     # -> teacher tokens after block 22 of 24 (1024 @ 16x16), then blocks
     # 23-24 (teacher parameter perception) up to the last block's tokens.
     perception_stage=dict(

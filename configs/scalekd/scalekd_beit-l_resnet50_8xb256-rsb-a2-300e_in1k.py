@@ -1,4 +1,5 @@
-# ScaleKD, advanced strategy: BEiT-L -> ResNet-50 (RSB-A2 recipe). Feature
+# ScaleKD, advanced strategy: BEiT-L -> ResNet-50-D with the authors'
+# recipe for this pair (the student config inherited below lists it). Feature
 # weights (0.016, 0.008) and softmax scale 0.2 as in the authors' released
 # config for this pair; 8 heads
 # (the reference default).
@@ -14,7 +15,7 @@
 #   https://download.openmmlab.com/mmclassification/v0/eva/eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth
 # Paper top-1 (method page, section 6): 82.34.
 # The projectors put the teacher's 16x16 queries over ResNet's 14x14 / 7x7.
-_base_ = ['mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py']
+_base_ = ['./student_resnet50_8xb256-rsb-a2-300e_in1k.py']
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
 
@@ -25,7 +26,16 @@ model = dict(
     teacher=dict(
         config='mmpretrain::_base_/models/eva/eva-l.py',
         checkpoint='https://download.openmmlab.com/mmclassification/v0/eva/'
-        'eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth'),
+        'eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth',
+        # EVA was trained on CLIP-normalised images (mmpretrain's
+        # eva/eva-l-p14_8xb16_in1k-196px.py); the student's ImageNet-
+        # normalised batch is renormalised for it. A deliberate difference
+        # from the authors' code, where the teacher sees the student's
+        # normalisation. It sees the 224 px images as theirs does (its
+        # position embedding resized); `input_size=196` would show it its
+        # own resolution instead.
+        mean=[122.7709383, 116.7460125, 104.09373615],
+        std=[68.5005327, 66.6321579, 70.32316305]),
     # -> teacher tokens after block 22 of 24 (1024 @ 16x16), then blocks
     # 23-24 (teacher parameter perception) up to the last block's tokens.
     perception_stage=dict(
@@ -53,5 +63,3 @@ model = dict(
             frequency_weight=0.008)),
     logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
     input_size=224)
-
-optim_wrapper = dict(clip_grad=dict(max_norm=5.0))

@@ -8,6 +8,9 @@
 # Paper top-1 (method page, section 6): 78.63 (+4.61).
 # Taps: mixer blocks 6 and 8 of 8 (tokens 512 @ 14x14, made maps by the
 # distiller); the final projector puts 7x7 queries over the 14x14 student.
+# Recipe: the student config inherited below (mmpretrain's recipe for this
+# student); the authors' student config for this pair is not in the public
+# store, so the recipe is not verified as theirs (docs/recipes.md).
 _base_ = ['./student_mixer-s16_64xb64_in1k.py']
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
@@ -48,5 +51,3 @@ model = dict(
             frequency_weight=0.06)),
     logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
     input_size=224)
-
-optim_wrapper = dict(clip_grad=dict(_delete_=True, max_norm=5.0))

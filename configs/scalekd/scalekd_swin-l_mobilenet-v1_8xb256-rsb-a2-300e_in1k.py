@@ -6,6 +6,9 @@
 # point at the local file on clusters without internet):
 #   https://download.openmmlab.com/mmclassification/v0/swin-transformer/convert/swin_large_patch4_window7_224_22kto1k-5f0996db.pth
 # Paper top-1 (method page, section 6): 75.15 (+3.05).
+# Recipe: the student config inherited below (mmpretrain's recipe for this
+# student); the authors' student config for this pair is not in the public
+# store, so the recipe is not verified as theirs (docs/recipes.md).
 _base_ = ['./student_mobilenet-v1_8xb256-rsb-a2-300e_in1k.py']
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
@@ -46,5 +49,3 @@ model = dict(
             frequency_weight=0.06)),
     logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
     input_size=224)
-
-optim_wrapper = dict(clip_grad=dict(max_norm=5.0))

@@ -16,3 +16,7 @@ model = dict(
         model_name='mobilenetv1_100'),
     neck=None,
     head=dict(in_channels=1024))
+
+# Gradient clipping at 5.0 as the paper states for its advanced strategy
+# (method page, section 5).
+optim_wrapper = dict(clip_grad=dict(max_norm=5.0))

@@ -46,7 +46,7 @@ def test_tools_test_refuses_a_checkpoint_without_the_head(trained, tmp_path):
 
 
 def test_load_from_refuses_missing_projectors(trained, tmp_path):
-    path = without(trained, tmp_path, 'projectors.final_')
+    path = without(trained, tmp_path, 'final_stage.projectors.')
     runner = build_runner(smoke_config(tmp_path / 'run', load_from=path))
     with pytest.raises(CheckpointError) as error:
         runner.train()
@@ -89,10 +89,10 @@ def test_resume_with_other_projector_heads_is_refused(trained, tmp_path):
     # tells them apart.
     runner = build_runner(
         smoke_config(trained, max_epochs=2, resume=True,
-                     **{'model.final_stage.num_heads': 2}))
+                     **{'model.final_stage.projector.num_heads': 2}))
     with pytest.raises(CheckpointError,
-                       match=r'model\.final_stage\.num_heads` is 4 in the '
-                       r'checkpoint and 2 in the config'):
+                       match=r'model\.final_stage\.projector\.num_heads` is '
+                       r'4 in the checkpoint and 2 in the config'):
         runner.train()
 
 
@@ -117,7 +117,8 @@ def test_vis_tool_refuses_a_checkpoint_without_its_projectors(
     from mmengine.config import Config
     tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
                               'vis_projector_attention.py'))
-    path = without(trained, tmp_path, 'projectors.perception_spatial.')
+    path = without(trained, tmp_path,
+                   'perception_stage.projectors.spatial.')
     with pytest.raises(CheckpointError,
                        match='missing projector perception_spatial'):
         tool.build_model(Config.fromfile(SMOKE_CONFIG), path)
