@@ -28,8 +28,11 @@ def build_without_batch_statistics():
     student['backbone']['norm_cfg'] = GN
     return build_distiller(
         student=student,
-        perception_stage=dict(norm_cfg=GN),
-        final_stage=dict(norm_cfg=GN))
+        perception_stage=dict(projector=dict(
+            type='CrossAttentionProjector', num_heads=2, norm_cfg=GN)),
+        final_stage=dict(projector=dict(
+            type='CrossAttentionProjector', num_heads=4, self_query=False,
+            norm_cfg=GN)))
 
 
 def optimizer(model):

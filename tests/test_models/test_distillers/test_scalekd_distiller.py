@@ -231,9 +231,9 @@ def test_zero_weight_view_builds_no_projector():
 
 
 def test_perception_stage_only_as_the_source_of_final_queries():
-    """Both perception weights 0 with ``final_stage.self_query=False``: the
-    perception projectors still run (they give the final queries), no
-    perception loss is computed. (With learned final queries the stage would
+    """Both perception weights 0 with the final projector taking queries
+    (``final_stage.projector.self_query=False``): the perception projectors
+    still run (they give the final queries), no perception loss is computed. (With learned final queries the stage would
     compute nothing, which is refused: docs/errors.md E45.)"""
     distiller = build_distiller(perception_stage=dict(loss=dict(
         type='DualViewFeatureLoss', spatial_weight=0, frequency_weight=0)))
