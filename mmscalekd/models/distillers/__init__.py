@@ -1,4 +1,3 @@
-from mmscalekd.models.teachers import load_teacher_model_config
 from .scalekd_distiller import ScaleKDDistiller
 
-__all__ = ['ScaleKDDistiller', 'load_teacher_model_config']
+__all__ = ['ScaleKDDistiller']
