@@ -3,12 +3,13 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -22,7 +23,20 @@ def parse_args():
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic mixed precision training')
+        help='mixed precision (CUDA only): bf16 where the GPU supports it, '
+        'else fp16 with dynamic loss scaling; the frozen teacher is held in '
+        'the same dtype unless `model.teacher.dtype` is set')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the hot path of a ScaleKD distiller '
+        '(`model.compile=dict()`: teacher forward and rest, student, '
+        "projectors); other models: mmengine's `compile=True`")
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='channels-last student, projectors and images on CUDA '
+        '(`model.channels_last=True`; the model keeps it off on CPU)')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -51,10 +65,62 @@ def parse_args():
         help='job launcher')
     # torch.distributed.launch passes --local-rank; older tools --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def is_distiller(cfg) -> bool:
+    """Whether the config trains a ScaleKD distiller (not a model alone)."""
+    return str(cfg.model.get('type', '')).split('.')[-1] == 'ScaleKDDistiller'
+
+
+def amp_dtype() -> str:
+    """The AMP dtype of this machine: bfloat16 where the GPU supports it,
+    else float16 (with loss scaling)."""
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on '
+            'accelerators only) and none is visible here: drop --amp to '
+            'train in fp32 on the CPU.')
+    return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+
+
+def use_amp(cfg, dtype: str) -> str:
+    """Turn on mixed precision in ``dtype`` ('bfloat16' or 'float16').
+
+    fp16 needs dynamic loss scaling; bf16 has fp32's range, so its scaler is
+    off (a non-finite gradient then stops the run, FiniteCheckHook). The
+    frozen teacher of a distiller is held in the same dtype unless the
+    config sets ``model.teacher.dtype``. A config that already has
+    ``AmpOptimWrapper`` keeps its own settings. Returns the log line.
+    """
+    wrapper = cfg.optim_wrapper
+    wrapper_type = wrapper.get('type', 'OptimWrapper')
+    if wrapper_type == 'AmpOptimWrapper':
+        dtype = str(wrapper.get('dtype') or 'float16')
+        line = f'AMP is already enabled in the config ({dtype}).'
+    elif wrapper_type != 'OptimWrapper':
+        raise ValueError(
+            '--amp needs `optim_wrapper.type` to be OptimWrapper, got '
+            f'{wrapper_type!r}.')
+    else:
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.dtype = dtype
+        if dtype == 'bfloat16':
+            wrapper.loss_scale = dict(enabled=False)
+            line = ('--amp: bfloat16 autocast (the GPU supports bf16), no '
+                    'loss scaling')
+        else:
+            wrapper.loss_scale = 'dynamic'
+            line = ('--amp: float16 autocast with dynamic loss scaling (the '
+                    'GPU has no bf16)')
+    if is_distiller(cfg):
+        teacher = cfg.model.teacher
+        teacher.setdefault('dtype', dtype)
+        line += f'; frozen teacher held in {teacher.dtype}'
+    return line
 
 
 def merge_args(cfg, args):
@@ -67,16 +133,29 @@ def merge_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_wrapper == 'AmpOptimWrapper':
-            print('AMP is already enabled in the config.')
-        elif optim_wrapper != 'OptimWrapper':
-            raise ValueError(
-                '--amp needs `optim_wrapper.type` to be OptimWrapper, got '
-                f'{optim_wrapper!r}.')
+        print(use_amp(cfg, amp_dtype()), flush=True)
+
+    if args.compile:
+        if is_distiller(cfg):
+            # Not mmengine's `compile=True`: that compiles the whole
+            # train_step, data preprocessor and loss bookkeeping included.
+            if cfg.model.get('compile') is None:
+                cfg.model.compile = dict()
+            options = dict(cfg.model.compile) or 'dict()'
+            print(f'--compile: model.compile={options} (teacher forward and '
+                  'rest, student, projectors)', flush=True)
         else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+            cfg.compile = True
+            print("--compile: mmengine's compile=True (the model's "
+                  'train_step)', flush=True)
+
+    if args.channels_last:
+        if not is_distiller(cfg):
+            raise SystemExit(
+                '--channels-last sets `model.channels_last`, a key of '
+                'ScaleKDDistiller; this config trains '
+                f'{cfg.model.get("type")!r}.')
+        cfg.model.channels_last = True
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -9,8 +9,9 @@ down: measure each variant in its own process
 """
 import os
 import statistics
+import time
 from datetime import datetime, timezone
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -41,8 +42,14 @@ def measure_variant(config: str,
                     channels_last: bool = False,
                     compile: bool = False,
                     warmup: int = 2,
-                    iters: int = 10) -> dict:
+                    iters: int = 10,
+                    progress: Optional[Callable[[str], None]] = None
+                    ) -> dict:
     """Build, warm up, time and count one variant in this process.
+
+    ``progress``, if given, receives a line at each stage: the build, every
+    warm-up and timed step (:func:`time_calls`), the MAC count and each
+    part of (c).
 
     Returns:
         dict: ``step_time_s`` (see :func:`summarize_times`),
@@ -51,13 +58,16 @@ def measure_variant(config: str,
         ``macs_per_step`` and ``macs_by_op`` of the whole step, and for
         ``'scalekd'`` its ``parts`` (:func:`scalekd_parts`).
     """
+    say = progress or (lambda line: None)
     rss_at_start = peak_rss_bytes()
+    start = time.perf_counter()
     built = build_train_step(config, options, variant, batch_size, device,
                              precision, channels_last, compile)
+    say(f'built in {time.perf_counter() - start:.1f} s')
     cuda = device.startswith('cuda')
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    times = time_calls(built.step, warmup, iters, device)
+    times = time_calls(built.step, warmup, iters, device, progress)
     result = dict(
         variant=variant,
         notes=built.notes,
@@ -69,18 +79,24 @@ def measure_variant(config: str,
                                    if cuda else None),
     )
     # Counted after the timing, so that counting adds nothing to the peak.
+    say('counting multiply-adds (one more step)')
     macs = count_macs(built.step)
     result['macs_per_step'] = sum(macs.values())
     result['macs_by_op'] = macs
     if variant == 'scalekd':
         with built.autocast():
             result['parts'] = scalekd_parts(built.model, built.inputs,
-                                            device, warmup, iters)
+                                            device, warmup, iters, say)
     return result
 
 
-def scalekd_parts(model, inputs: torch.Tensor, device: str, warmup: int,
-                  iters: int) -> Dict[str, dict]:
+def scalekd_parts(model,
+                  inputs: torch.Tensor,
+                  device: str,
+                  warmup: int,
+                  iters: int,
+                  progress: Optional[Callable[[str], None]] = None
+                  ) -> Dict[str, dict]:
     """MACs and time of the teacher forward and of the method's own parts.
 
     Each part runs alone on the tensors the distiller gives it, forward and
@@ -117,6 +133,8 @@ def scalekd_parts(model, inputs: torch.Tensor, device: str, warmup: int,
     parts = {}
 
     def measure(name, fn, repeat=1):
+        if progress is not None:
+            progress(f'part {name}')
         macs = count_macs(fn, by_module=True)
         times = time_calls(fn, min(warmup, 1), reps, device)
         parts[name] = dict(

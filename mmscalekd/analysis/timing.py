@@ -6,7 +6,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -22,18 +22,31 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_calls(fn: Callable[[], object], warmup: int, iters: int,
-               device: str) -> List[float]:
-    """Seconds of each of ``iters`` calls of ``fn``, after ``warmup``."""
-    for _ in range(warmup):
-        fn()
+def time_calls(fn: Callable[[], object],
+               warmup: int,
+               iters: int,
+               device: str,
+               progress: Optional[Callable[[str], None]] = None
+               ) -> List[float]:
+    """Seconds of each of ``iters`` calls of ``fn``, after ``warmup``.
+
+    ``progress``, if given, receives one line after each call, e.g.
+    ``'warm-up step 1/2: 5.120 s'`` or ``'timed step 3/10: 5.601 s'``
+    (a warm-up step with compilation can take minutes).
+    """
     times = []
-    for _ in range(iters):
+    for i in range(warmup + iters):
         synchronize(device)
         start = time.perf_counter()
         fn()
         synchronize(device)
-        times.append(time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if i >= warmup:
+            times.append(seconds)
+        if progress is not None:
+            kind, n, total = (('warm-up', i + 1, warmup) if i < warmup else
+                              ('timed', i + 1 - warmup, iters))
+            progress(f'{kind} step {n}/{total}: {seconds:.3f} s')
     return times
 
 

@@ -4,12 +4,16 @@ Three variants come from one ScaleKD config: ``'student'`` (the student
 classifier alone), ``'logit_kd'`` (the distiller without its feature stages)
 and ``'scalekd'`` (the distiller as configured). Weights are random: the
 teacher checkpoint is never loaded, since weights do not change the cost.
+The batch goes once through the config's own data preprocessor, so each head
+gets the targets it gets in training (one-hot or mixed scores where the
+recipe has batch augments).
 """
 import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
@@ -17,7 +21,7 @@ from mmengine.registry import init_default_scope
 
 __all__ = [
     'VARIANTS', 'PRECISIONS', 'TrainStep', 'load_config', 'build_variant',
-    'optim_wrapper_cfg', 'compile_variant', 'synthetic_batch',
+    'optim_wrapper_cfg', 'compile_student', 'synthetic_batch',
     'make_train_step', 'build_train_step'
 ]
 
@@ -35,20 +39,54 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
     return cfg
 
 
-def build_variant(cfg: Config, variant: str) -> Tuple[torch.nn.Module,
-                                                      List[str]]:
+def build_variant(cfg: Config,
+                  variant: str,
+                  precision: str = 'fp32',
+                  compile: bool = False,
+                  channels_last: bool = False
+                  ) -> Tuple[torch.nn.Module, List[str]]:
     """The model of ``variant`` from ``cfg``, seeded, and notes on what
-    changed from the config."""
+    changed from the config.
+
+    As the runner does, the config's top-level ``data_preprocessor`` goes
+    to the model (for ``'student'``, to the student classifier). Under
+    bf16 or fp16 the frozen teacher is held in that dtype unless
+    ``model.teacher.dtype`` is set, as ``tools/train.py --amp`` does;
+    ``compile`` sets ``model.compile=dict()`` and ``channels_last``
+    ``model.channels_last=True`` for the distillers, as ``tools/train.py
+    --compile --channels-last`` do (the student classifier alone is
+    compiled by :func:`compile_student`).
+    """
     from mmpretrain.registry import MODELS
     if variant not in VARIANTS:
         raise ValueError(f'variant={variant!r}: use one of {VARIANTS}.')
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision={precision!r}: use one of '
+                         f'{tuple(PRECISIONS)}.')
     notes = []
     torch.manual_seed(0)
+    data_preprocessor = cfg.get('data_preprocessor')
     if variant == 'student':
-        model = MODELS.build(copy.deepcopy(cfg.model.student))
+        model_cfg = copy.deepcopy(cfg.model.student)
+        if data_preprocessor is not None:
+            model_cfg.setdefault('data_preprocessor',
+                                 copy.deepcopy(data_preprocessor))
+        model = MODELS.build(model_cfg)
+        if compile:
+            compile_student(model)
     else:
         model_cfg = copy.deepcopy(cfg.model)
+        if data_preprocessor is not None:
+            model_cfg.setdefault('data_preprocessor',
+                                 copy.deepcopy(data_preprocessor))
         model_cfg.teacher.checkpoint = None
+        if PRECISIONS[precision] is not None:
+            model_cfg.teacher.setdefault(
+                'dtype', str(PRECISIONS[precision]).split('.')[-1])
+        if compile:
+            model_cfg.compile = dict()
+        if channels_last:
+            model_cfg.channels_last = True
         if variant == 'logit_kd':
             model_cfg.perception_stage = None
             model_cfg.final_stage = None
@@ -81,27 +119,31 @@ def optim_wrapper_cfg(cfg: Config, precision: str = 'fp32') -> dict:
     return wrapper
 
 
-def compile_variant(model: torch.nn.Module, variant: str) -> None:
-    """torch.compile, in place, of what the student and projectors run.
+def compile_student(student: torch.nn.Module) -> None:
+    """torch.compile, in place, of the student classifier trained alone
+    (variant ``'student'``; the distillers compile through
+    ``model.compile``).
 
-    The distiller calls the student's ``extract_feat`` and ``head``, not
-    its ``forward``, so the parts are compiled one by one.
+    The classifier's ``loss`` calls ``extract_feat`` and the head, not its
+    ``forward``, so the parts are compiled one by one.
     """
-    student = model if variant == 'student' else model.student
-    parts = [student.backbone, student.head]
-    if getattr(student, 'neck', None) is not None:
-        parts.append(student.neck)
-    if variant == 'scalekd':
-        parts += list(model.projectors.values())
-    for part in parts:
-        part.compile()
+    for part in (student.backbone, getattr(student, 'neck', None),
+                 student.head):
+        if part is not None:
+            part.compile()
 
 
 def synthetic_batch(cfg: Config, model: torch.nn.Module, batch_size: int,
                     device: str = 'cpu',
                     channels_last: bool = False) -> Tuple[torch.Tensor, list]:
-    """A seeded batch at the config's ``model.input_size``, already
-    preprocessed (zero mean, unit variance), labels cycling over classes.
+    """A seeded batch at the config's ``model.input_size``, labels cycling
+    over the classes, through the model's own data preprocessor.
+
+    The images are made so that the preprocessor's normalisation (and BGR
+    to RGB flip) turns them into a standard normal batch; its one-hot
+    conversion and batch augments (Mixup, CutMix) then give the targets the
+    head trains on: ``gt_score`` where the recipe makes scores, the hard
+    ``gt_label`` otherwise. Batch augments also mix the images.
 
     Returns:
         tuple: inputs of shape (N, C, H, W) with C from
@@ -112,16 +154,31 @@ def synthetic_batch(cfg: Config, model: torch.nn.Module, batch_size: int,
     height, width = (size, size) if isinstance(size, int) else size
     channels = cfg.model.get('input_channels', 3)
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(batch_size, channels, height, width,
-                         generator=generator).to(device)
-    if channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    images = torch.randn(batch_size, channels, height, width,
+                         generator=generator)
+    preprocessor = model.data_preprocessor
+    if getattr(preprocessor, '_enable_normalize', False):
+        images = images * preprocessor.std.cpu() + preprocessor.mean.cpu()
+    if getattr(preprocessor, 'to_rgb', False) and channels == 3:
+        images = images.flip(1)  # the preprocessor flips it back
     student = model if hasattr(model, 'backbone') else model.student
     num_classes = student.head.num_classes
     samples = [
-        DataSample().set_gt_label(i % num_classes).to(device)
+        DataSample().set_gt_label(i % num_classes)
         for i in range(batch_size)
     ]
+    # Batch augments draw from numpy's and torch's global generators:
+    # seeded too, so both sides of a comparison get the same batch.
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        np.random.seed(0)
+        torch.manual_seed(0)
+        data = preprocessor(dict(inputs=images, data_samples=samples),
+                            training=True)
+    np.random.set_state(numpy_state)
+    inputs, samples = data['inputs'].to(device), data['data_samples']
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     return inputs, samples
 
 
@@ -185,12 +242,16 @@ def build_train_step(config: str,
         batch_size (int): images per step.
         device (str): ``'cpu'`` or ``'cuda[:N]'``.
         precision (str): ``'fp32'``, ``'bf16'`` or ``'fp16'`` (CUDA only).
-        channels_last (bool): channels-last inputs and 4-D weights.
-        compile (bool): torch.compile the student and the projectors.
+        channels_last (bool): channels-last inputs and 4-D weights (on any
+            device), and ``model.channels_last=True`` for the distillers.
+        compile (bool): torch.compile what the step runs: for the
+            distillers ``model.compile=dict()`` (teacher, student,
+            projectors), for ``'student'`` the student's parts.
         lr (float, optional): replaces the optimizer's learning rate.
     """
     cfg = load_config(config, options)
-    model, notes = build_variant(cfg, variant)
+    model, notes = build_variant(cfg, variant, precision, compile,
+                                 channels_last)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -199,8 +260,6 @@ def build_train_step(config: str,
     if lr is not None:
         wrapper_cfg['optimizer']['lr'] = lr
     optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
-    if compile:
-        compile_variant(model, variant)
     inputs, samples = synthetic_batch(cfg, model, batch_size, device,
                                       channels_last)
     dtype = PRECISIONS[precision]

@@ -6,7 +6,8 @@ import os.path as osp
 import subprocess
 import sys
 import tempfile
-from typing import List, Optional, Sequence
+from collections import deque
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from mmengine.config import DictAction
@@ -25,8 +26,12 @@ optimizer) of three variants built from CONFIG:
   (c) scalekd   the full ScaleKD distiller of CONFIG
 
 Weights are random (the teacher checkpoint is forced to None) and the batch is
-synthetic, at the config's `model.input_size`; no data set is read and the
-data preprocessor is not timed. Each variant runs in its own child process
+synthetic, at the config's `model.input_size`; no data set is read. The batch
+goes once, untimed, through the config's own data preprocessor, so each head
+gets the targets of its recipe (one-hot or Mixup/CutMix scores where the
+recipe has batch augments, hard labels otherwise). Under bf16 / fp16 the
+frozen teacher is held in that dtype unless `model.teacher.dtype` is set, as
+with `tools/train.py --amp`. Each variant runs in its own child process
 (the same script with --variant), so its peak memory is its own: on CPU the
 process's peak resident set size (ru_maxrss, which never goes down, so one
 process cannot measure three variants), on CUDA torch.cuda.max_memory_allocated.
@@ -36,6 +41,9 @@ on one step, backward included; for (c) they are split into the teacher
 forward, the projectors (3x3 convolutions vs. attention and MLP) and the runs
 of the teacher's tail for teacher parameter perception, each also timed alone.
 The measuring code is mmscalekd.analysis.step_cost.
+
+While a variant runs, one line per stage goes to stderr: the build, each
+warm-up and timed step with its time, the MAC count and each part of (c).
 
 Example:
     PYTHONPATH=. python tools/analysis/benchmark.py \\
@@ -73,6 +81,34 @@ def _option_value(value) -> str:
     return str(value)
 
 
+PROGRESS = 'benchmark: '
+
+
+def progress_printer(variant: str) -> Callable[[str], None]:
+    """Prints a progress line of ``variant`` to stderr at once."""
+
+    def say(line: str) -> None:
+        print(f'{PROGRESS}{VARIANT_TITLES[variant]}: {line}', file=sys.stderr,
+              flush=True)
+
+    return say
+
+
+def run_child(command: List[str], variant: str) -> None:
+    """Run one child, passing its progress lines on to stderr as they come;
+    on failure exit with the end of its output (the traceback)."""
+    tail = deque(maxlen=200)
+    with subprocess.Popen(command, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as child:
+        for line in child.stdout:
+            if line.startswith(PROGRESS):
+                print(line, end='', file=sys.stderr, flush=True)
+            tail.append(line)
+    if child.returncode != 0:
+        sys.exit(f'benchmark.py: variant {variant} failed:\n' +
+                 ''.join(tail)[-5000:])
+
+
 def run_all(args: argparse.Namespace) -> dict:
     """Each variant in a child process, in turn, then the joint report."""
     load_before = os.getloadavg()
@@ -80,13 +116,9 @@ def run_all(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
             out = osp.join(tmp, f'{variant}.json')
-            print(f'benchmark: running {VARIANT_TITLES[variant]} ...',
+            print(f'{PROGRESS}running {VARIANT_TITLES[variant]} ...',
                   flush=True)
-            child = subprocess.run(child_command(args, variant, out),
-                                   capture_output=True, text=True)
-            if child.returncode != 0:
-                sys.exit(f'benchmark.py: variant {variant} failed:\n'
-                         f'{child.stderr[-5000:]}')
+            run_child(child_command(args, variant, out), variant)
             with open(out) as f:
                 variants[variant] = json.load(f)
     return assemble_report(variants, args.config,
@@ -106,9 +138,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='fp32, or AMP through torch.autocast with bf16 '
                         'or fp16 (fp16: CUDA only) (default: fp32)')
     parser.add_argument('--channels-last', action='store_true',
-                        help='channels-last inputs and 4-D weights')
+                        help='channels-last inputs and 4-D weights, and for '
+                        '(b) and (c) `model.channels_last=True` (which acts '
+                        'on CUDA only)')
     parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the student and the projectors')
+                        help='torch.compile the hot path: for (b) and (c) '
+                        'through `model.compile=dict()` (teacher forward, '
+                        'teacher rest, student, projectors), for (a) the '
+                        "student's backbone, neck and head")
     parser.add_argument('--device', default='cpu',
                         help='cpu or cuda[:N] (default: cpu)')
     parser.add_argument('--warmup', type=int, default=2,
@@ -145,6 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.variant:
         report = measure_variant(
             args.config, args.variant, args.cfg_options,
+            progress=progress_printer(args.variant),
             **{k: getattr(args, k) for k in SETTINGS})
     else:
         report = run_all(args)

@@ -13,15 +13,17 @@ from mmscalekd.models.utils import (ModuleOutputsRecorder,
                                     StudentFeatureReader, map_to_tokens,
                                     student_data_preprocessor)
 
+from .fast_paths import FastPathsMixin
+
 __all__ = ['ScaleKDDistiller']
 
 _TEACHER_KEYS = {
-    'config', 'checkpoint', 'adapter', 'mean', 'std', 'input_size'
+    'config', 'checkpoint', 'adapter', 'mean', 'std', 'input_size', 'dtype'
 }
 
 
 @MODELS.register_module()
-class ScaleKDDistiller(BaseModel):
+class ScaleKDDistiller(FastPathsMixin, BaseModel):
     """Distil a frozen ViT teacher into a student with ScaleKD.
 
     The loss (method section 4) is ``(1 - alpha) * loss_cls + loss_kd`` plus
@@ -34,7 +36,8 @@ class ScaleKDDistiller(BaseModel):
         teacher (dict): :class:`FrozenTeacher` keys ``config``,
             ``checkpoint`` (None: a random teacher, with a warning) and
             optionally ``adapter``, ``mean`` / ``std`` and ``input_size``
-            (the teacher's own normalisation and resolution).
+            (the teacher's own normalisation and resolution) and ``dtype``
+            (e.g. ``'bfloat16'``: the frozen weights in half the memory).
         perception_stage (dict): :class:`ScaleKDStage` keys, e.g.
             ``dict(student_tap='backbone.layer3', teacher_split=2,
             projector=dict(type='CrossAttentionProjector', num_heads=16),
@@ -54,6 +57,19 @@ class ScaleKDDistiller(BaseModel):
             (:class:`StudentFeatureReader`).
         data_preprocessor (dict, optional): defaults to the student's, with
             its batch augments.
+        compile (dict, optional): keyword arguments of ``torch.compile``
+            (e.g. ``dict()`` or ``dict(mode='max-autotune')``) for the hot
+            path of :meth:`loss`: the teacher's forward (no gradients) and
+            its rest run on projected tokens, the student's feature
+            extraction and head, and every projector. None (default): all
+            eager. The optimizer wrapper, hooks, losses and their
+            bookkeeping stay eager. Unless the dict gives ``dynamic``, it
+            is ``dynamic=False``: each batch size gets its own static graph,
+            so the last, smaller batch of an epoch compiles once more (the
+            same size every epoch) and never again.
+        channels_last (bool): the student and the projectors, and the
+            images in :meth:`loss`, in channels-last memory format on CUDA.
+            It measured slower on CPU, so there it stays off (logged once).
     """
 
     def __init__(self,
@@ -68,6 +84,8 @@ class ScaleKDDistiller(BaseModel):
                  keep_teacher_eval: bool = True,
                  student_tokens: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
+                 compile: Optional[dict] = None,
+                 channels_last: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=student_data_preprocessor(
@@ -108,6 +126,7 @@ class ScaleKDDistiller(BaseModel):
             for name, stage in self.stages.items()
             for key, value in stage.architecture.items()
         }
+        self._setup_fast_paths(compile, channels_last)
 
     def _build_stages(self, perception: dict, final: dict) -> None:
         features, teacher = self._probe()
@@ -169,16 +188,22 @@ class ScaleKDDistiller(BaseModel):
     def _student_forward(self, inputs: torch.Tensor):
         """Student logits and its tap features as maps (N, C, H, W)."""
         with self.student_taps.record(self.student) as outputs:
-            feats = self.student.extract_feat(inputs)
+            logits = self._student_logits(inputs)
         features = {
             name: self.student_features(output, inputs.shape[-2:], name)
             for name, output in outputs.items()
         }
-        return self.student.head(feats), features
+        return logits, features
+
+    def _student_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) -> student logits (N, K); compiled with
+        ``compile``."""
+        return self.student.head(self.student.extract_feat(inputs))
 
     def loss(self, inputs: torch.Tensor,
              data_samples: list) -> Dict[str, torch.Tensor]:
         _check_inputs(inputs, self.input_channels, self.input_size)
+        inputs = self._memory_format(inputs)
         teacher = self.teacher(inputs) if self.stages else None
         teacher_logits = teacher.logits if teacher else self.teacher.logits(
             inputs)

@@ -1,4 +1,5 @@
 """The frozen teacher: built, loaded strictly, frozen, kept in eval mode."""
+import contextlib
 import copy
 from typing import Optional, Tuple, Union
 
@@ -25,6 +26,8 @@ _RANDOM_TEACHER_WARNING = (
     '!! INITIALISED. Distilling from it teaches nothing; this is only for\n'
     '!! tests and smoke runs. Set `model.teacher.checkpoint` to the teacher\n'
     '!! weights for a real run.\n' + '!' * 78)
+
+_TEACHER_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 def load_teacher_model_config(config: Union[str, dict]) -> dict:
@@ -131,6 +134,21 @@ def _renormalization(mean, std, data_normalization):
     return data_std / std, (data_mean - mean) / std
 
 
+def _cast(tensor: Optional[torch.Tensor],
+          dtype: Optional[torch.dtype]) -> Optional[torch.Tensor]:
+    """``tensor`` in ``dtype`` (differentiably); anything else, or a
+    ``dtype`` of None, as it is."""
+    if not isinstance(tensor, torch.Tensor) or dtype is None:
+        return tensor
+    return tensor.to(dtype)
+
+
+def _floating_dtype(network: nn.Module) -> Optional[torch.dtype]:
+    """The dtype of the network's floating-point parameters."""
+    return next((p.dtype for p in network.parameters()
+                 if p.is_floating_point()), None)
+
+
 def _build_network(config: Union[str, dict],
                    checkpoint: Optional[str]) -> nn.Module:
     network = MODELS.build(load_teacher_model_config(config))
@@ -188,6 +206,24 @@ class FrozenTeacher(nn.Module):
             distiller). Where they differ from the teacher's, the images
             are renormalised for the teacher: EVA / BEiT teachers were
             trained with CLIP's mean and std, not ImageNet's.
+        dtype (str, optional): hold the network's weights in this dtype
+            (``model.teacher.dtype``: ``'bfloat16'``, ``'float16'`` or
+            ``'float32'``); None keeps the built dtype. A 16-bit teacher
+            takes half the memory and runs under autocast to its dtype (so
+            the network's own float32 constants, e.g. Swin's window mask,
+            mix with it). The images are normalised and resized in their
+            own dtype and then cast to it; what the teacher gives
+            (split tokens, final feature, logits, and ``forward_rest``'s
+            output) is cast back to the dtype of its input, so the losses
+            and softmaxes stay float32. The dtype survives ``.to(device)``,
+            ``.float()`` and ``.half()`` of the distiller: it is the
+            config's, not the runner's. Only ``.double()`` takes the
+            teacher to float64, for float64 reference computations (then
+            ``.float()`` brings it back to ``dtype``).
+
+    Compilation: :meth:`compile_forwards` compiles the hot functions
+    (the teacher's forward, its logits and ``forward_rest``); the module
+    itself stays eager.
     """
 
     def __init__(self,
@@ -199,10 +235,24 @@ class FrozenTeacher(nn.Module):
                  mean: Optional[list] = None,
                  std: Optional[list] = None,
                  input_size=None,
-                 data_normalization: Optional[tuple] = None) -> None:
+                 data_normalization: Optional[tuple] = None,
+                 dtype: Optional[str] = None) -> None:
         super().__init__()
+        if dtype is not None and dtype not in _TEACHER_DTYPES:
+            raise ValueError(
+                f'`model.teacher.dtype={dtype!r}`: use one of '
+                f'{list(_TEACHER_DTYPES)}, or None for the built dtype.')
         object.__setattr__(self, 'network', _build_network(config,
                                                            checkpoint))
+        #: The configured weight dtype (a torch.dtype), None: as built.
+        self.dtype = None if dtype is None else getattr(torch, dtype)
+        if self.dtype is not None:
+            self.network.to(self.dtype)
+        self._network_dtype = self.dtype
+        # Eager until compile_forwards().
+        self._outputs = self._eager_outputs
+        self._logits = self._eager_logits
+        self._rest = self._eager_rest
         self.eval_mode = eval_mode
         # A plain object, not a module: it holds no parameters.
         self.adapter = None if split is None else build_teacher_adapter(
@@ -234,32 +284,90 @@ class FrozenTeacher(nn.Module):
                                    align_corners=False, antialias=True)
         return inputs
 
+    @property
+    def network_dtype(self) -> Optional[torch.dtype]:
+        """The dtype the network is held in when ``dtype`` is set: that
+        dtype, or float64 after ``.double()``. None without ``dtype``: the
+        network then runs in whatever dtype it was moved to, uncast."""
+        return self._network_dtype if self.dtype is not None else None
+
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor) -> TeacherOutputs:
         """Images (N, 3, H, W) -> split tokens, final feature and logits,
-        without gradients."""
+        without gradients, in the dtype of ``inputs``."""
         if self.adapter is None:
             raise RuntimeError('This teacher has no split point; it gives '
                                'logits only (see `logits`).')
-        return self.adapter(self.prepare(inputs))
+        return self._outputs(inputs)
+
+    def _autocast(self, device: torch.device):
+        """Autocast to a 16-bit network dtype: the network's own float32
+        constants (e.g. Swin's shifted-window mask) then meet its weights
+        in that dtype, and softmax / norms run in float32 as autocast
+        keeps them (on CUDA)."""
+        if self.network_dtype not in (torch.bfloat16, torch.float16):
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.network_dtype)
+
+    def _eager_outputs(self, inputs: torch.Tensor) -> TeacherOutputs:
+        if self.network_dtype is None:
+            return self.adapter(self.prepare(inputs))
+        with self._autocast(inputs.device):
+            outputs = self.adapter(
+                _cast(self.prepare(inputs), self.network_dtype))
+        return TeacherOutputs(*(_cast(value, inputs.dtype)
+                                for value in outputs))
 
     @torch.no_grad()
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Images (N, 3, H, W) -> class scores (N, K), without gradients."""
-        return self.network(self.prepare(inputs), mode='tensor')
+        """Images (N, 3, H, W) -> class scores (N, K), without gradients,
+        in the dtype of ``inputs``."""
+        return self._logits(inputs)
+
+    def _eager_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.network_dtype is None:
+            return self.network(self.prepare(inputs), mode='tensor')
+        with self._autocast(inputs.device):
+            logits = self.network(
+                _cast(self.prepare(inputs), self.network_dtype),
+                mode='tensor')
+        return _cast(logits, inputs.dtype)
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
         """The teacher's predictions, for evaluating it in validation."""
-        return self.network(self.prepare(inputs), data_samples,
-                            mode='predict')
+        with self._autocast(inputs.device):
+            return self.network(
+                _cast(self.prepare(inputs), self.network_dtype),
+                data_samples, mode='predict')
 
     def forward_rest(self, tokens: torch.Tensor, split_size: Tuple[int, int],
                      extra_tokens: Optional[torch.Tensor] = None
                      ) -> torch.Tensor:
         """The teacher after its split point on other tokens (N, H*W, C):
-        frozen weights, but gradients flow back into ``tokens``."""
-        return self.adapter.forward_rest(tokens, split_size, extra_tokens)
+        frozen weights, but gradients flow back into ``tokens``. Runs in
+        the network's dtype and returns the dtype of ``tokens``."""
+        return self._rest(tokens, tuple(split_size), extra_tokens)
+
+    def _eager_rest(self, tokens: torch.Tensor, split_size: Tuple[int, int],
+                    extra_tokens: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+        dtype = self.network_dtype
+        if dtype is None:
+            return self.adapter.forward_rest(tokens, split_size,
+                                             extra_tokens)
+        with self._autocast(tokens.device):
+            feature = self.adapter.forward_rest(
+                _cast(tokens, dtype), split_size, _cast(extra_tokens, dtype))
+        return _cast(feature, tokens.dtype)
+
+    def compile_forwards(self, **options) -> None:
+        """Compile the forward, the logits and ``forward_rest`` with
+        ``torch.compile(**options)``; each compiled function includes the
+        input preparation and the dtype casts."""
+        self._outputs = torch.compile(self._eager_outputs, **options)
+        self._logits = torch.compile(self._eager_logits, **options)
+        self._rest = torch.compile(self._eager_rest, **options)
 
     def train(self, mode: bool = True) -> 'FrozenTeacher':
         self.training = mode
@@ -268,8 +376,24 @@ class FrozenTeacher(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         # .to(), .cuda(), .double() ... reach the held network.
+        if self.dtype is not None:
+            fn = self._keeping_dtype(fn)
         self.network._apply(fn, *args, **kwargs)
+        if self.dtype is not None:
+            self._network_dtype = _floating_dtype(self.network)
         return super()._apply(fn, *args, **kwargs)
+
+    def _keeping_dtype(self, fn):
+        """``fn`` of ``.to()``, ``.float()``, ``.half()`` ... with the
+        configured ``dtype`` kept for floating-point tensors, unless it
+        asks for float64 (a float64 reference run), in one conversion."""
+        current = next(self.network.parameters())
+        probe = fn(torch.zeros((), dtype=current.dtype,
+                               device=current.device))
+        if probe.dtype == torch.float64:
+            return fn
+        return lambda t: (t.to(probe.device, self.dtype)
+                          if t.is_floating_point() else fn(t))
 
     def __deepcopy__(self, memo: dict) -> 'FrozenTeacher':
         # It never changes: a copy (e.g. the EMA model's) shares it.
