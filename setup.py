@@ -6,6 +6,18 @@ and its model index (``model-index.yml``, which imports each
 ``mmscalekd/.mim/``, so that ``mim train mmscalekd CONFIG`` and ``mim search
 mmscalekd`` find them after a plain ``pip install``: mim looks for
 ``<installed package>/.mim/model-index.yml``.
+
+mim (0.3.9, ``mim.utils.get_installed_path``) takes the installed package
+to be ``<location>/mmscalekd``, ``location`` being the folder that holds the
+distribution's metadata, and where that does not exist,
+``<location>/<first line of top_level.txt>``. After ``pip install .`` the
+first is site-packages/mmscalekd, with its copied ``.mim``. After ``pip
+install -e .`` (PEP 660; also ``mim install -e .``) the metadata is in
+site-packages but the package stays in the checkout, whose ``mmscalekd/.mim``
+links to ``configs/`` and ``tools/`` (so edits show at once). The editable
+wheel's ``top_level.txt`` therefore starts with the checkout's absolute
+package path, which ``os.path.join`` returns unchanged. The editable wheel
+is bound to the checkout's path anyway (its import hook names it).
 """
 import os
 import os.path as osp
@@ -13,12 +25,14 @@ import shutil
 import sys
 
 from setuptools import find_packages, setup
+from setuptools.command.editable_wheel import editable_wheel
 
 HERE = osp.dirname(osp.abspath(__file__))
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def read_requirements(name):
+    """The requirement lines of ``requirements/NAME``."""
     path = osp.join(HERE, 'requirements', name)
     with open(path) as f:
         return [
@@ -63,28 +77,69 @@ def add_mim_extension():
             shutil.copyfile(src, dst)
 
 
-def version():
+def read_version_file():
     scope = {}
     with open(osp.join(HERE, 'mmscalekd', 'version.py')) as f:
         exec(f.read(), scope)
-    return scope['__version__']
+    return scope
+
+
+def install_requires(supported):
+    """Version ranges from ``SUPPORTED_VERSIONS`` (mmscalekd/version.py).
+
+    mmcv is left out: both mmcv-lite and the full mmcv provide it, and
+    requiring one would install it over the other (pip cannot see which one
+    is installed from an isolated build). ``import mmscalekd`` checks it and
+    says how to install it; ``pip install mmscalekd[mmcv-lite]`` installs
+    mmcv-lite.
+    """
+    ranges = [f'{name}>={low},<{high}'
+              for name, (low, high) in supported.items() if name != 'mmcv']
+    # Used by mmscalekd.analysis (statistics of compare_students.py) and the
+    # digits dataset of the quick start.
+    return ranges + ['scipy>=1.10', 'statsmodels>=0.14', 'scikit-learn>=1.3']
+
+
+class EditableWheelForMim(editable_wheel):
+    """An editable install that mim can find (see the module docstring)."""
+
+    # A private setuptools method (64 to 79 at least): should a release
+    # rename it, tests/test_packaging.py fails, not silently mim.
+    def _ensure_dist_info(self):
+        super()._ensure_dist_info()
+        # mim reads the first line only; the module name stays on the second
+        # for the readers of the whole file (importlib.metadata).
+        package_dir = osp.join(HERE, 'mmscalekd')
+        with open(osp.join(self.dist_info_dir, 'top_level.txt'), 'w') as f:
+            f.write(f'{package_dir}\nmmscalekd\n')
 
 
 if __name__ == '__main__':
     add_mim_extension()
+    version_file = read_version_file()
     setup(
         name='mmscalekd',
-        version=version(),
+        version=version_file['__version__'],
         description='ScaleKD (NeurIPS 2024) as an OpenMMLab/mmpretrain plugin',
         long_description=open(osp.join(HERE, 'README.md')).read(),
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
-        python_requires='>=3.9',
+        license_files=['LICENSE'],
+        # What torch >= 2.5 and the rest of the ranges install on; the
+        # pinned stack (requirements/runtime.txt) is tested on 3.11.
+        python_requires='>=3.10',
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,
         package_data={'mmscalekd': ['.mim/configs/**/*', '.mim/tools/**/*',
                                     '.mim/tools/*', '.mim/configs/*',
                                     '.mim/model-index.yml']},
-        install_requires=read_requirements('runtime.txt'),
-        extras_require={'tests': read_requirements('tests.txt')},
+        install_requires=install_requires(
+            version_file['SUPPORTED_VERSIONS']),
+        extras_require={
+            'mmcv-lite': ['mmcv-lite>={},<{}'.format(
+                *version_file['SUPPORTED_VERSIONS']['mmcv'])],
+            'mim': ['openmim>=0.3.9'],
+            'tests': read_requirements('tests.txt'),
+        },
+        cmdclass={'editable_wheel': EditableWheelForMim},
         zip_safe=False)

@@ -3,7 +3,62 @@
 Importing the package registers its models, losses, datasets and runner in
 mmpretrain's registries (configs load it with ``custom_imports``).
 """
-from .version import __version__
-from . import datasets, engine, models  # noqa: F401  (registration)
+import importlib
+import importlib.util
+import warnings
 
-__all__ = ['__version__']
+from mmengine.utils import digit_version
+
+from .version import SUPPORTED_VERSIONS, __version__
+
+
+def check_dependency_versions(installed=None):
+    """Refuse to import next to a dependency outside its supported range.
+
+    As OpenMMLab packages do (``mmpretrain/__init__.py``), since setup.py
+    states ranges that an environment built otherwise may not meet, and it
+    requires no mmcv at all (see ``SUPPORTED_VERSIONS``).
+
+    Args:
+        installed (dict, optional): Version strings by package name, in place
+            of the ``__version__`` of each imported package.
+
+    Raises:
+        ImportError: Naming the package, the installed version, the
+            supported range and how to install a supported one.
+    """
+    for name, (minimum, maximum) in SUPPORTED_VERSIONS.items():
+        if installed is not None and name in installed:
+            version = installed[name]
+        else:
+            try:
+                version = importlib.import_module(name).__version__
+            except ImportError:
+                hint = (' (mmcv-lite or the full mmcv: '
+                        'pip install "mmscalekd[mmcv-lite]", or '
+                        f'mim install "mmcv>={minimum},<{maximum}")'
+                        if name == 'mmcv' else '')
+                raise ImportError(
+                    f'mmscalekd needs {name}>={minimum},<{maximum}, which is '
+                    f'not installed{hint}.') from None
+        if not (digit_version(minimum) <= digit_version(version)
+                < digit_version(maximum)):
+            raise ImportError(
+                f'mmscalekd {__version__} supports {name}>={minimum},'
+                f'<{maximum}, but {name}=={version} is installed. Install a '
+                f'supported one (pip install "{name}>={minimum},<{maximum}"); '
+                'requirements/runtime.txt lists the tested stack.')
+    if importlib.util.find_spec('pkg_resources') is None:
+        # Not needed to import mmscalekd, but mim and mmengine's
+        # `mmpretrain::` config prefix import it.
+        warnings.warn(
+            'pkg_resources is not installed, so `mim` and configs that '
+            'inherit `mmpretrain::...` will fail; install it with '
+            'pip install "setuptools<80".')
+
+
+check_dependency_versions()
+
+from . import datasets, engine, models  # noqa: E402, F401  (registration)
+
+__all__ = ['__version__', 'check_dependency_versions']

@@ -1,0 +1,204 @@
+"""Installing mmscalekd into an environment: what setup.py promises, what
+``import mmscalekd`` checks, and an editable install that mim can use."""
+import importlib.util
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import mmengine
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+import mmscalekd
+from mmscalekd.version import SUPPORTED_VERSIONS
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_setup_py():
+    spec = importlib.util.spec_from_file_location(
+        'mmscalekd_setup', osp.join(REPO_ROOT, 'setup.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines only: setup() is under main
+    return module
+
+
+def pinned_stack():
+    with open(osp.join(REPO_ROOT, 'requirements', 'runtime.txt')) as f:
+        lines = [line.strip() for line in f]
+    return {Requirement(line).name: Requirement(line)
+            for line in lines if line and not line.startswith('#')}
+
+
+# --- the import-time check --------------------------------------------------
+
+def test_installed_stack_passes_the_check():
+    mmscalekd.check_dependency_versions()
+
+
+def test_unsupported_version_is_refused_with_package_version_and_range(
+        monkeypatch):
+    monkeypatch.setattr(mmengine, '__version__', '0.7.4')
+    with pytest.raises(ImportError) as error:
+        mmscalekd.check_dependency_versions()
+    message = str(error.value)
+    assert 'mmengine==0.7.4 is installed' in message
+    assert 'mmengine>=0.10.0,<1.0.0' in message
+    assert f'mmscalekd {mmscalekd.__version__}' in message
+
+
+def test_version_at_the_maximum_is_refused():
+    # The ranges are [minimum, maximum): torch 3.0.0 is not supported.
+    with pytest.raises(ImportError, match=r'torch==3\.0\.0 is installed'):
+        mmscalekd.check_dependency_versions(installed={'torch': '3.0.0'})
+    # A local build tag does not matter (CUDA wheels are 2.14.1+cu128).
+    mmscalekd.check_dependency_versions(installed={'torch': '2.14.1+cu128'})
+
+
+def test_missing_mmcv_names_both_distributions(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'mmcv', None)  # makes it unimportable
+    with pytest.raises(ImportError) as error:
+        mmscalekd.check_dependency_versions()
+    message = str(error.value)
+    assert 'mmcv>=2.0.0,<2.4.0, which is not installed' in message
+    assert 'mmcv-lite' in message and 'full mmcv' in message
+
+
+# --- what setup.py states ---------------------------------------------------
+
+def test_install_requires_are_ranges_that_the_pinned_stack_meets():
+    requires = [Requirement(r) for r in load_setup_py().install_requires(
+        SUPPORTED_VERSIONS)]
+    names = {r.name for r in requires}
+    assert {'torch', 'torchvision', 'mmengine', 'mmpretrain',
+            'timm'} <= names
+    # Either mmcv serves, so setup.py requires neither; nor does it pin the
+    # build tool.
+    assert not names & {'mmcv', 'mmcv-lite', 'setuptools', 'openmim'}
+    pins = pinned_stack()
+    for requirement in requires:
+        operators = {spec.operator for spec in requirement.specifier}
+        assert '==' not in operators and '>=' in operators, requirement
+        if requirement.name in SUPPORTED_VERSIONS:
+            assert '<' in operators, requirement
+        pinned = next(iter(pins[requirement.name].specifier)).version
+        assert requirement.specifier.contains(pinned), (
+            f'requirements/runtime.txt pins {requirement.name}=={pinned}, '
+            f'outside setup.py\'s {requirement.specifier}')
+    # The pinned mmcv-lite is in the range the import checks.
+    low, high = SUPPORTED_VERSIONS['mmcv']
+    pinned = next(iter(pins['mmcv-lite'].specifier)).version
+    assert SpecifierSet(f'>={low},<{high}').contains(pinned)
+
+
+def test_built_metadata_has_ranges_python_requires_and_license(tmp_path):
+    subprocess.run(
+        [sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base',
+         str(tmp_path)], cwd=REPO_ROOT, check=True, capture_output=True,
+        timeout=120)
+    egg_info = tmp_path / 'mmscalekd.egg-info'
+    pkg_info = (egg_info / 'PKG-INFO').read_text()
+    requires = (egg_info / 'requires.txt').read_text()
+    base = requires.split('\n[')[0]  # before the extras' sections
+    assert 'torch<3.0.0,>=2.5.0' in base
+    assert '==' not in base and 'mmcv' not in base
+    assert 'setuptools' not in requires
+    assert '[mmcv-lite]\nmmcv-lite<2.4.0,>=2.0.0' in requires
+    python_requires = SpecifierSet(
+        re.search(r'^Requires-Python: (.+)$', pkg_info, re.M).group(1))
+    # torch 2.9 and later need 3.10; the tested Python must be in the range.
+    assert python_requires == SpecifierSet('>=3.10')
+    assert python_requires.contains(
+        f'{sys.version_info.major}.{sys.version_info.minor}')
+    assert re.search(r'^License: Apache License 2\.0$', pkg_info, re.M)
+    assert re.search(r'^License-File: LICENSE$', pkg_info, re.M)
+
+
+def test_license_file_is_apache_2():
+    with open(osp.join(REPO_ROOT, 'LICENSE')) as f:
+        text = f.read()
+    assert 'Apache License\n                           Version 2.0' in text
+    assert 'TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION' in (
+        text)
+    assert 'END OF TERMS AND CONDITIONS' in text
+
+
+# --- an editable install, used through mim ----------------------------------
+
+def venv_reusing_this_stack(root):
+    """A fresh venv that sees this environment's packages but no mmscalekd.
+
+    ``--system-site-packages`` would give the base interpreter's packages,
+    not those of the venv running the tests, so a .pth file adds a folder of
+    links to them instead (mmscalekd left out): no download, and pip runs
+    from the stack (``python -m pip``) as it is.
+    """
+    stack = root / 'stack'
+    stack.mkdir()
+    site_packages = sysconfig.get_paths()['purelib']
+    for name in os.listdir(site_packages):
+        if name.startswith(('mmscalekd', '__editable__')) or name.endswith(
+                '.pth'):
+            continue
+        os.symlink(osp.join(site_packages, name), stack / name)
+    venv = root / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)],
+                   check=True, timeout=120)
+    python = str(venv / 'bin' / 'python')
+    venv_site_packages = subprocess.run(
+        [python, '-c',
+         'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+        check=True, capture_output=True, text=True).stdout.strip()
+    with open(osp.join(venv_site_packages, 'zz_stack.pth'), 'w') as f:
+        f.write(f'{stack}\n')
+    return python, venv_site_packages
+
+
+def run(command, cwd, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f'{" ".join(command)}:\n{output[-4000:]}'
+    return output
+
+
+@pytest.mark.slow
+def test_mim_train_and_run_after_an_editable_install(tmp_path):
+    checkout = tmp_path / 'checkout'
+    shutil.copytree(
+        REPO_ROOT, checkout, symlinks=True,
+        ignore=shutil.ignore_patterns(
+            '.git', '.venv', 'work_dirs', 'data', 'build', 'dist',
+            '*.egg-info', '.mim', '__pycache__', '.pytest_cache'))
+    python, site_packages = venv_reusing_this_stack(tmp_path)
+    run([python, '-m', 'pip', 'install', '--no-deps', '--no-build-isolation',
+         '--no-index', '-e', str(checkout)], cwd=tmp_path)
+    package_dir = str(checkout / 'mmscalekd')
+    assert not osp.exists(osp.join(site_packages, 'mmscalekd'))
+    # Edits to the checkout's tools and configs show at once.
+    assert osp.islink(checkout / 'mmscalekd' / '.mim' / 'tools')
+
+    # From a folder of its own, with the config's name only: mim finds the
+    # config and train.py in the checkout's mmscalekd/.mim.
+    workdir = tmp_path / 'user'
+    workdir.mkdir()
+    output = run(
+        [python, '-m', 'mim', 'train', 'mmscalekd',
+         'scalekd_smoke_synthetic.py', '--work-dir', 'smoke',
+         '--cfg-options', 'train_cfg.max_epochs=1'], cwd=workdir)
+    assert f'{package_dir}/.mim/tools/train.py' in output
+    assert osp.isfile(workdir / 'smoke' / 'epoch_1.pth')
+
+    # mim answers --help itself; after `--` it goes to the tool.
+    output = run(
+        [python, '-m', 'mim', 'run', 'mmscalekd', 'extract_student', '--',
+         '--help'], cwd=workdir)
+    assert f'{package_dir}/.mim/tools/model_converters/extract_student.py' \
+        in output
+    assert 'usage: extract_student.py' in output
