@@ -2,15 +2,17 @@
 import argparse
 import os
 import os.path as osp
+from copy import deepcopy
 
 import mmengine
-from mmengine.config import Config, DictAction
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -28,19 +30,81 @@ def parse_args():
         action=DictAction,
         help='override config settings, e.g. test_dataloader.batch_size=64')
     parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed-precision test (`test_cfg.fp16=True`: fp16 autocast on '
+        'CUDA, bf16 on the CPU)')
+    parser.add_argument(
+        '--show-dir',
+        help='save every INTERVAL-th test image, drawn with its prediction, '
+        'into this folder')
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help='show images with their predictions in a window')
+    parser.add_argument(
+        '--interval',
+        type=int,
+        default=1,
+        help='draw every INTERVAL-th test image (with --show / --show-dir)')
+    parser.add_argument(
+        '--wait-time',
+        type=float,
+        default=2,
+        help='seconds each --show window stays open')
+    parser.add_argument(
         '--no-pin-memory',
         action='store_true',
         help='turn off pin_memory in the test data loader')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation: the config\'s `tta_model` and '
+        '`tta_pipeline`, else the average of the image and its horizontal '
+        'flip (mmpretrain\'s AverageClsScoreTTA)')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def use_tta(cfg):
+    """Wrap ``cfg.model`` for test-time augmentation, as mmpretrain does:
+    the config's ``tta_model`` / ``tta_pipeline``, else the mean score of
+    the image and its horizontal flip."""
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        pipeline = cfg.test_dataloader.dataset.pipeline
+        cfg.tta_pipeline = deepcopy(pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.),
+                         dict(type='RandomFlip', prob=0.)],
+                        [pipeline[-1]]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def load_into_tta_model(runner, checkpoint):
+    """Load ``checkpoint`` into the model the TTA wrapper holds.
+
+    ScaleKDRunner checks the file's keys against the model it is given
+    before loading; handed the wrapper, it would look for ``module.*``
+    keys. It is handed the wrapped model instead.
+    """
+    tta_model = runner.model
+    runner.model = tta_model.module
+    try:
+        runner.load_checkpoint(checkpoint)
+    finally:
+        runner.model = tta_model
 
 
 def merge_args(cfg, args):
@@ -51,8 +115,42 @@ def merge_args(cfg, args):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+
+    if args.show or args.show_dir is not None:
+        if args.tta:
+            # mmpretrain's VisualizationHook draws one view per image; under
+            # TTA a batch holds several (it fails the same way there).
+            raise ValueError('--show / --show-dir cannot be combined with '
+                             '--tta: run them separately.')
+        hooks = cfg.get('default_hooks') or {}
+        if 'visualization' not in hooks:
+            raise ValueError(
+                '--show / --show-dir need a VisualizationHook: set '
+                "`default_hooks.visualization=dict(type='VisualizationHook')`"
+                ' (mmpretrain\'s default_runtime.py has one).')
+        hooks.visualization.update(
+            enable=True, show=args.show, wait_time=args.wait_time,
+            out_dir=args.show_dir, interval=args.interval)
+
+    if args.tta:
+        use_tta(cfg)
+
+    # mmpretrain's tools/test.py defaults for the test data loader
+    # (pin_memory only where there is an accelerator to pin for, as
+    # tools/train.py).
+    accelerator = getattr(torch, 'accelerator', None)
+    loader = ConfigDict(
+        pin_memory=bool(accelerator.is_available() if accelerator else
+                        torch.cuda.is_available()),
+        collate_fn=dict(type='default_collate'))
+    loader.update(cfg.test_dataloader)
     if args.no_pin_memory:
-        cfg.test_dataloader['pin_memory'] = False
+        loader.pin_memory = False
+    cfg.test_dataloader = loader
+
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
@@ -63,10 +161,14 @@ def main():
     if args.out is None and args.out_item is not None:
         raise ValueError('--out-item needs --out.')
     cfg = merge_args(Config.fromfile(args.config), args)
+    if args.tta:
+        cfg.load_from = None  # loaded below, into the wrapped model
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    if args.tta:
+        load_into_tta_model(runner, args.checkpoint)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

@@ -1,10 +1,12 @@
 # Train a model (a ScaleKD student) from a config, as mmpretrain's train.py.
 import argparse
+import logging
 import os
 import os.path as osp
+from copy import deepcopy
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -53,6 +55,11 @@ def parse_args(argv=None):
         '--no-persistent-workers',
         action='store_true',
         help='turn off persistent_workers in all data loaders')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also print the environment, the whole config and the hook '
+        'order before training (always written to the log file)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -123,6 +130,42 @@ def use_amp(cfg, dtype: str) -> str:
     return line
 
 
+def has_accelerator() -> bool:
+    accelerator = getattr(torch, 'accelerator', None)  # torch >= 2.6
+    return bool(accelerator.is_available() if accelerator is not None else
+                torch.cuda.is_available())
+
+
+# mmpretrain's tools/train.py gives every data loader these settings unless
+# the config sets them; so does this tool, so that a config trains the same
+# under both. pin_memory: True where there is an accelerator; without one
+# torch pins nothing either way and only warns, once per loader.
+# persistent_workers needs worker processes: a config with `num_workers=0`
+# sets `persistent_workers=False` itself.
+DATALOADER_DEFAULTS = dict(
+    pin_memory=has_accelerator(),
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'))
+
+
+def set_dataloader_defaults(cfg, splits, no_pin_memory=False,
+                            no_persistent_workers=False,
+                            defaults=DATALOADER_DEFAULTS):
+    """Fill in mmpretrain's data-loader defaults for ``splits`` (e.g.
+    ``('train', 'val', 'test')``), then apply the ``--no-*`` flags."""
+    for split in splits:
+        field = f'{split}_dataloader'
+        if cfg.get(field) is None:
+            continue
+        loader = ConfigDict(deepcopy(defaults))
+        loader.update(cfg[field])
+        if no_pin_memory:
+            loader.pin_memory = False
+        if no_persistent_workers:
+            loader.persistent_workers = False
+        cfg[field] = loader
+
+
 def merge_args(cfg, args):
     """Apply the command line to the config."""
     cfg.launcher = args.launcher
@@ -173,28 +216,68 @@ def merge_args(cfg, args):
         cfg.setdefault('auto_scale_lr', {})
         cfg.auto_scale_lr.enable = True
 
-    for split in ('train', 'val', 'test'):
-        loader = cfg.get(f'{split}_dataloader')
-        if loader is None:
-            continue
-        if args.no_pin_memory:
-            loader['pin_memory'] = False
-        if args.no_persistent_workers:
-            loader['persistent_workers'] = False
+    set_dataloader_defaults(cfg, ('train', 'val', 'test'),
+                            no_pin_memory=args.no_pin_memory,
+                            no_persistent_workers=args.no_persistent_workers)
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
 
 
+# What mmengine's Runner logs at INFO before the first iteration: about 300
+# lines on a small config. They stay in the log file; the console shows
+# them with --verbose.
+STARTUP_DETAILS = (
+    '\n' + '-' * 60 + '\nSystem environment:',
+    'Config:\n',
+    'Hooks will be executed in the following order:',
+)
+
+
+class StartupDetailsFilter(logging.Filter):
+    """Drops the environment, config and hook-order records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(STARTUP_DETAILS)
+
+
+class _QuietConsole:
+    """Runner mix-in: the console handler of the runner's logger skips the
+    start-up details (the log file handler keeps everything)."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.addFilter(StartupDetailsFilter())
+        return logger
+
+
+def build_runner(cfg, verbose: bool = False):
+    """The config's runner (``runner_type`` or mmengine's Runner); without
+    ``verbose`` its console leaves out the start-up details."""
+    runner_cls = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg \
+        else Runner
+    if runner_cls is None:
+        raise KeyError(f'`runner_type={cfg.runner_type!r}` is not a '
+                       'registered runner; check `custom_imports`.')
+    if verbose:
+        return runner_cls.from_cfg(cfg)
+    quiet = type(runner_cls.__name__, (_QuietConsole, runner_cls), {})
+    runner = quiet.from_cfg(cfg)
+    log_files = [h.baseFilename for h in runner.logger.handlers
+                 if isinstance(h, logging.FileHandler)]
+    where = f'in {log_files[0]}' if log_files else 'in the log file'
+    runner.logger.info(f'Environment, config and hook order: {where} '
+                       '(--verbose prints them here).')
+    return runner
+
+
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.train()
+    build_runner(cfg, verbose=args.verbose).train()
 
 
 if __name__ == '__main__':

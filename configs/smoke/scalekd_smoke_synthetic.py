@@ -66,9 +66,13 @@ data_preprocessor = dict(
     std=[64.0, 64.0, 64.0],
     to_rgb=False)
 
+# Data loaded in the main process (num_workers=0): no worker processes to
+# keep, so persistent_workers is off (mmpretrain's tools/train.py and ours
+# turn it on where the config does not say).
 train_dataloader = dict(
     batch_size=32,
     num_workers=0,
+    persistent_workers=False,
     dataset=dict(
         type='SyntheticClassificationDataset',
         num_samples=192,
@@ -80,6 +84,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=32,
     num_workers=0,
+    persistent_workers=False,
     dataset=dict(
         type='SyntheticClassificationDataset',
         num_samples=64,

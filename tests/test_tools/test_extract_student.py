@@ -15,10 +15,38 @@ from safetensors.torch import load_file
 from mmpretrain import ImageClassificationInferencer, get_model
 from mmpretrain.registry import MODELS
 
-from tests.conftest import (IMAGE_SIZE, NUM_CLASSES, SMOKE_CONFIG,
-                            make_batch, run_command)
+from tests.conftest import (IMAGE_SIZE, NUM_CLASSES, REPO_ROOT, SMOKE_CONFIG,
+                            load_tool, make_batch, run_command)
 
 TOOL = 'tools/model_converters/extract_student.py'
+
+# Loads the extracted student in a Python where `import mmscalekd` fails
+# (as where only mmpretrain is installed): forward logits and the
+# inferencer's scores, saved for the test to compare.
+WITHOUT_MMSCALEKD = """
+import sys
+sys.modules['mmscalekd'] = None  # `import mmscalekd` raises ImportError
+import numpy as np, torch
+from mmpretrain import ImageClassificationInferencer, get_model
+out, inputs, image = sys.argv[1:4]
+model = get_model(out + '/student_config.py',
+                  pretrained=out + '/student.pth').eval()
+with torch.no_grad():
+    logits = model(torch.load(inputs), mode='tensor')
+scores = ImageClassificationInferencer(
+    out + '/student_config.py', pretrained=out + '/student.pth')(
+        np.load(image))[0]['pred_scores']
+try:
+    import mmscalekd  # noqa: F401
+    blocked = False
+except ImportError:
+    blocked = True
+torch.save(dict(logits=logits, scores=torch.as_tensor(scores),
+                type=type(model).__name__, blocked=blocked,
+                loaded=sorted(m for m, v in sys.modules.items()
+                              if m.startswith('mmscalekd') and v)),
+           out + '/without_mmscalekd.pth')
+"""
 
 _VIT = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 STUDENTS = {
@@ -116,6 +144,27 @@ def test_extracted_student_predicts_like_the_distiller(tmp_path, name):
                                want.pred_score.numpy(), rtol=1e-5,
                                atol=1e-6)
 
+    # ... and both load where mmscalekd cannot be imported, with the
+    # distiller's student's logits.
+    written = Config.fromfile(str(out / 'student_config.py'))
+    assert not {'custom_imports', 'runner_type', 'teacher',
+                'student'} & set(written.keys())
+    np.save(tmp_path / 'image.npy', image)
+    with torch.no_grad():
+        inputs = distiller.data_preprocessor(batch, False)['inputs']
+        want_logits = distiller.student(inputs, mode='tensor')
+    torch.save(inputs, tmp_path / 'inputs.pth')
+    run_command([sys.executable, '-c', WITHOUT_MMSCALEKD, str(out),
+                 str(tmp_path / 'inputs.pth'), str(tmp_path / 'image.npy')])
+    alone = torch.load(out / 'without_mmscalekd.pth')
+    assert alone['blocked'] and alone['loaded'] == []
+    assert alone['type'] == ('TimmClassifier' if name.startswith('timm-')
+                             else 'ImageClassifier')
+    torch.testing.assert_close(alone['logits'], want_logits)
+    np.testing.assert_allclose(alone['scores'].numpy(),
+                               want.pred_score.numpy(), rtol=1e-5,
+                               atol=1e-6)
+
     # (b) the backbone alone, as mmdet / mmseg initialise a backbone.
     backbone_cfg = Config.fromfile(config).model.student.backbone.to_dict()
     backbone_cfg['init_cfg'] = dict(
@@ -157,3 +206,50 @@ def test_a_checkpoint_without_a_student_is_refused(tmp_path):
          str(tmp_path / 'out')], check=False)
     assert result.returncode != 0
     assert 'no `student.*` weights' in result.stderr
+
+
+# --- the student config, without a checkpoint -----------------------------
+
+@pytest.fixture(scope='module')
+def tool():
+    return load_tool(osp.join(REPO_ROOT, TOOL))
+
+
+@pytest.mark.parametrize('config', [
+    'configs/smoke/scalekd_smoke_synthetic.py',
+    'configs/quickstart/mixer-tiny_digits_scalekd.py',
+    'configs/scalekd/scalekd_swin-l_resnet50_8xb32_in1k.py',
+    'configs/scalekd/logit-kd_swin-l_mixer-s16_64xb64_in1k.py',
+])
+def test_student_config_names_nothing_of_mmscalekd(tool, config):
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+    student = tool.student_config(cfg)
+    # what only distillation / mmscalekd reads is gone ...
+    for key in ('custom_imports', 'runner_type', 'teacher', 'student',
+                'teacher_model', 'student_model'):
+        assert key not in student, key
+    text = student.pretty_text
+    assert 'mmscalekd' not in text and 'ScaleKD' not in text
+    # ... data and schedule stay
+    assert student.train_dataloader == cfg.train_dataloader
+    assert student.optim_wrapper == cfg.optim_wrapper
+    # the smoke run's synthetic data is mmscalekd's (named in the header)
+    assert tool.mmscalekd_types(student.to_dict()) == (
+        ['SyntheticClassificationDataset'] if 'smoke' in config else [])
+    assert student.model.type in ('ImageClassifier', 'TimmClassifier')
+    # the original config is untouched
+    assert cfg.runner_type == 'ScaleKDRunner'
+
+
+def test_a_timm_student_becomes_mmpretrains_timm_classifier(tool):
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/scalekd/scalekd_swin-l_mobilenet-v1_8xb32_in1k.py'))
+    cfg.model.student.backbone.model_kwargs = dict(drop_rate=0.1)
+    model = tool.student_config(cfg).model
+    assert model.type == 'TimmClassifier'
+    assert (model.model_name, model.num_classes, model.pretrained,
+            model.drop_rate) == ('mobilenetv1_100', 1000, False, 0.1)
+    assert model.loss == cfg.model.student.head.loss
+    # not a student of timm: None
+    assert tool.timm_classifier_config(
+        Config.fromfile(SMOKE_CONFIG).model.student.to_dict()) is None

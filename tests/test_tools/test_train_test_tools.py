@@ -1,6 +1,8 @@
 """The command-line paths a user takes: tools/, dist_train.sh, mim, wheel."""
+import argparse
 import glob
 import json
+import os
 import os.path as osp
 import pickle
 import sys
@@ -25,6 +27,23 @@ STUDENT_CONFIG = osp.join(REPO_ROOT, 'configs', 'scalekd',
 @pytest.fixture(scope='module')
 def train_tool():
     return load_tool(osp.join(REPO_ROOT, 'tools', 'train.py'))
+
+
+@pytest.fixture(scope='module')
+def test_tool():
+    return load_tool(osp.join(REPO_ROOT, 'tools', 'test.py'))
+
+
+def mmpretrain_tool(name):
+    """mmpretrain's own tools/NAME.py (shipped in the package for mim)."""
+    import mmpretrain
+    return load_tool(osp.join(osp.dirname(mmpretrain.__file__), '.mim',
+                              'tools', f'{name}.py'))
+
+
+def mmpretrain_args(tool, argv, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', [f'{tool.__name__}.py', *argv])
+    return tool.parse_args()
 
 
 def run(cmd):
@@ -66,9 +85,22 @@ def check_training_outputs(work_dir, epochs=1):
 @pytest.mark.slow
 def test_train_then_test(tmp_path):
     work_dir = str(tmp_path / 'run')
-    run([sys.executable, 'tools/train.py', SMOKE_CONFIG, '--work-dir',
-         work_dir, *ONE_EPOCH])
+    result = run([sys.executable, 'tools/train.py', SMOKE_CONFIG,
+                  '--work-dir', work_dir, *ONE_EPOCH])
     check_training_outputs(work_dir)
+    # The first screen: no environment, config or hook table before the
+    # first iteration (about 330 lines with them) ...
+    console = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(console)
+                 if 'Epoch(train)' in line)
+    assert first < 25, '\n'.join(console[:first])
+    assert 'System environment' not in result.stdout
+    # ... and the log file keeps all of it.
+    (log, ) = glob.glob(osp.join(work_dir, '*', '*.log'))
+    with open(log) as f:
+        text = f.read()
+    for part in ('System environment:', 'Config:', 'Hooks will be executed'):
+        assert part in text, part
     checkpoint = torch.load(
         osp.join(work_dir, 'epoch_1.pth'), weights_only=False)
     assert not any(k.startswith('teacher.') for k in checkpoint['state_dict'])
@@ -81,6 +113,38 @@ def test_train_then_test(tmp_path):
         results = pickle.load(f)
     assert len(results) == 64  # the smoke validation set
     assert {'pred_label', 'gt_label', 'pred_score'} <= set(results[0])
+
+    # mmpretrain's test flags: flip TTA (the checkpoint loads into the
+    # wrapped distiller), autocast, drawn predictions.
+    tta = str(tmp_path / 'tta.pkl')
+    run([sys.executable, 'tools/test.py', SMOKE_CONFIG,
+         osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir, '--out',
+         tta, '--tta', '--amp'])
+    with open(tta, 'rb') as f:
+        flipped = pickle.load(f)
+    assert len(flipped) == 64
+    assert any(not torch.allclose(a['pred_score'].float(),
+                                  b['pred_score'].float())
+               for a, b in zip(results, flipped))
+    run([sys.executable, 'tools/test.py', SMOKE_CONFIG,
+         osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir,
+         '--show-dir', str(tmp_path / 'vis'), '--interval', '16'])
+    assert sorted(p.name for p in (tmp_path / 'vis').iterdir()) == [
+        '0_0.png', '16_0.png', '32_0.png', '48_0.png']
+
+
+@pytest.mark.slow
+def test_smoke_config_trains_under_mmpretrains_train_py(tmp_path):
+    # mmpretrain's tools/train.py turns on persistent_workers; the smoke
+    # config (num_workers=0) must turn it off itself.
+    import mmpretrain
+    work_dir = str(tmp_path / 'mmpretrain')
+    run([sys.executable,
+         osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools',
+                  'train.py'), SMOKE_CONFIG, '--work-dir', work_dir,
+         '--cfg-options', 'train_cfg.max_epochs=1', 'param_scheduler.T_max=1',
+         'train_dataloader.dataset.num_samples=64'])
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
 
 
 @pytest.mark.slow
@@ -120,6 +184,33 @@ def test_mim_train_and_test(tmp_path):
         osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir
     ])
     assert 'accuracy/top1' in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not _installed(), reason='needs `make install` first')
+def test_mim_train_with_the_slurm_launcher(tmp_path, monkeypatch):
+    """`mim train mmscalekd CFG --launcher slurm` without --srun-args hands
+    srun the package's tools/train.py (with click >= 8.3 mim crashed
+    before: requirements/runtime.txt pins click). A stand-in srun records
+    its arguments."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    record = tmp_path / 'srun_args.json'
+    srun = bin_dir / 'srun'
+    srun.write_text(f'#!{sys.executable}\nimport json, sys\n'
+                    f'json.dump(sys.argv[1:], open({str(record)!r}, "w"))\n')
+    srun.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
+    run(['mim', 'train', 'mmscalekd', SMOKE_CONFIG, '--launcher', 'slurm',
+         '--gpus', '2', '--gpus-per-node', '2', '--partition', 'p',
+         '--work-dir', str(tmp_path / 'w')])
+    args = json.loads(record.read_text())
+    assert args[:4] == ['-p', 'p', '--gres=gpu:2', '--ntasks=2']
+    script = args.index('-u') + 1
+    assert args[script].endswith(
+        osp.join('mmscalekd', '.mim', 'tools', 'train.py'))
+    assert osp.isfile(args[script])
+    assert args[script + 1] == SMOKE_CONFIG
+    assert args[script + 2:script + 4] == ['--launcher', 'slurm']
 
 
 def test_wheel_ships_configs_and_tools_for_mim(tmp_path):
@@ -240,3 +331,122 @@ def test_amp_compile_training_on_cuda(tmp_path):
     check_training_outputs(work_dir)
     records = [r for r in logged_scalars(work_dir) if 'loss' in r]
     assert all(torch.isfinite(torch.tensor(r['loss'])) for r in records)
+
+
+# --- mmpretrain parity: data loaders, test flags, the first screen --------
+
+
+def _loaders(cfg):
+    return {s: cfg.get(f'{s}_dataloader') for s in ('train', 'val', 'test')}
+
+
+@pytest.mark.parametrize('argv', [[], ['--no-persistent-workers'],
+                                  ['--no-pin-memory']])
+def test_dataloader_settings_are_mmpretrains(train_tool, monkeypatch, argv):
+    theirs_tool = mmpretrain_tool('train')
+    for config in (SMOKE_CONFIG, STUDENT_CONFIG):
+        ours = built_config(train_tool, *argv, config=config)
+        theirs = theirs_tool.merge_args(
+            Config.fromfile(config),
+            mmpretrain_args(theirs_tool, [config, *argv], monkeypatch))
+        for split, loader in _loaders(ours).items():
+            want = _loaders(theirs)[split].to_dict()
+            have = loader.to_dict()
+            # pin_memory where there is an accelerator (torch pins nothing
+            # and warns without one)
+            if '--no-pin-memory' not in argv:
+                want['pin_memory'] = train_tool.has_accelerator()
+            assert have == want, (config, split)
+            assert have['collate_fn'] == {'type': 'default_collate'}
+    cfg = built_config(train_tool, *argv, config=STUDENT_CONFIG)
+    assert cfg.train_dataloader.persistent_workers is (
+        '--no-persistent-workers' not in argv)
+
+
+def test_every_shipped_config_runs_under_both_train_scripts(
+        train_tool, monkeypatch):
+    theirs_tool = mmpretrain_tool('train')
+    configs = [p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**',
+                                             '*.py'), recursive=True)
+               if '_base_' not in p]
+    assert len(configs) > 40
+    for config in configs:
+        args = mmpretrain_args(theirs_tool, [config], monkeypatch)
+        for cfg in (theirs_tool.merge_args(Config.fromfile(config), args),
+                    built_config(train_tool, config=config)):
+            for split, loader in _loaders(cfg).items():
+                # torch refuses persistent workers without workers
+                assert loader.num_workers > 0 or \
+                    not loader.persistent_workers, (config, split)
+
+
+def test_smoke_loaders_build_under_mmpretrains_settings(monkeypatch):
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    init_default_scope('mmpretrain')
+    theirs_tool = mmpretrain_tool('train')
+    cfg = theirs_tool.merge_args(
+        Config.fromfile(SMOKE_CONFIG),
+        mmpretrain_args(theirs_tool, [SMOKE_CONFIG], monkeypatch))
+    loader = Runner.build_dataloader(cfg.train_dataloader)
+    assert loader.num_workers == 0 and not loader.persistent_workers
+    assert next(iter(loader))['inputs'].shape == (32, 3, 64, 64)
+
+
+def test_test_py_accepts_mmpretrains_test_flags(test_tool, monkeypatch):
+    theirs_tool = mmpretrain_tool('test')
+    argv = [SMOKE_CONFIG, 'x.pth', '--amp', '--tta', '--show-dir', 'vis',
+            '--show', '--interval', '3', '--wait-time', '0.5',
+            '--no-pin-memory', '--out', 'x.pkl', '--out-item', 'metrics',
+            '--work-dir', 'w', '--launcher', 'none', '--cfg-options',
+            'test_dataloader.batch_size=8']
+    theirs = vars(mmpretrain_args(theirs_tool, argv, monkeypatch))
+    ours = vars(test_tool.parse_args(argv))
+    assert theirs == ours
+
+    shown = dict(ours, tta=False)
+    cfg = test_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
+                               argparse.Namespace(**shown))
+    want = theirs_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
+                                  argparse.Namespace(**shown))
+    assert cfg.test_cfg.fp16 is True
+    assert cfg.default_hooks.visualization == want.default_hooks.visualization
+    assert cfg.default_hooks.visualization.interval == 3
+    assert cfg.test_dataloader == want.test_dataloader
+
+    tta = dict(ours, show=False, show_dir=None)
+    cfg = test_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
+                               argparse.Namespace(**tta))
+    want = theirs_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
+                                  argparse.Namespace(**tta))
+    assert cfg.model.type == 'mmpretrain.AverageClsScoreTTA'
+    assert cfg.model.module.type == 'ScaleKDDistiller'
+    assert cfg.test_dataloader == want.test_dataloader
+    assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
+    with pytest.raises(ValueError, match='cannot be combined with --tta'):
+        test_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
+                             argparse.Namespace(**dict(ours, show=False)))
+
+
+def test_startup_details_go_to_the_log_file_only(train_tool, tmp_path,
+                                                 capsys):
+    def build(verbose, work_dir):
+        cfg = built_config(train_tool, '--work-dir', str(work_dir))
+        runner = train_tool.build_runner(cfg, verbose=verbose)
+        (log, ) = [h.baseFilename for h in runner.logger.handlers
+                   if hasattr(h, 'baseFilename')]
+        with open(log) as f:
+            return capsys.readouterr().out, f.read(), runner
+
+    details = ('System environment:', 'Config:\n',
+               'Hooks will be executed in the following order')
+    console, log, runner = build(False, tmp_path / 'quiet')
+    assert type(runner).__name__ == 'ScaleKDRunner'
+    assert 'Environment, config and hook order: in ' in console
+    for part in details:
+        assert part not in console and part in log, part
+    assert len(console.splitlines()) < 20, console
+    console, log, _ = build(True, tmp_path / 'verbose')
+    for part in details:
+        assert part in console and part in log, part
+    assert len(console.splitlines()) > 200

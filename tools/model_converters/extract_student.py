@@ -5,7 +5,12 @@ Writes, into OUT_DIR:
 - ``student.pth``: an mmpretrain checkpoint of the student classifier alone
   (``state_dict`` without the ``student.`` prefix, ``meta.dataset_meta``
   when the run recorded it), and ``student_config.py``: the distillation
-  config with ``model`` replaced by the student. Together::
+  config with ``model`` replaced by the student and without what only
+  mmscalekd reads (``custom_imports``, ``runner_type``, the teacher and
+  student dicts), so the pair loads where only mmpretrain is installed. A
+  ``TimmStudentBackbone`` student is written as mmpretrain's
+  ``TimmClassifier`` (the same network, timm's parameter names; needs timm).
+  Together::
 
       model = mmpretrain.get_model('OUT_DIR/student_config.py',
                                    pretrained='OUT_DIR/student.pth')
@@ -33,13 +38,14 @@ import argparse
 import copy
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
 
 __all__ = [
-    'checked_student_state_dict', 'extract_student', 'student_state_dict',
+    'checked_student_state_dict', 'extract_student', 'mmscalekd_types',
+    'student_config', 'student_state_dict', 'timm_classifier_config',
     'timm_state_dict'
 ]
 
@@ -115,14 +121,135 @@ def timm_state_dict(student_cfg: dict,
     return weights
 
 
-def _student_config(cfg: Config, student_cfg: dict) -> Config:
-    """The distillation config with the student as ``model``."""
-    cfg = cfg.copy()
+def timm_classifier_config(student_cfg: dict) -> Optional[dict]:
+    """mmpretrain's ``TimmClassifier`` for a ``TimmStudentBackbone`` student.
+
+    The student (timm network without its classifier, then a
+    ``LinearClsHead``) is timm's whole network with the head as its
+    classifier: ``TimmClassifier`` builds exactly that, with timm's own
+    parameter names (the :func:`timm_state_dict` weights), and needs no
+    mmscalekd. None for other students.
+    """
+    backbone_cfg = student_cfg.get('backbone') or {}
+    if backbone_cfg.get('type') != 'TimmStudentBackbone':
+        return None
+    head = student_cfg.get('head') or {}
+    model = dict(
+        type='TimmClassifier',
+        model_name=backbone_cfg['model_name'],
+        pretrained=False,
+        num_classes=head['num_classes'],
+        **(backbone_cfg.get('model_kwargs') or {}))
+    for key in ('loss', ):
+        if key in head:
+            model[key] = head[key]
+    for key in ('train_cfg', 'data_preprocessor'):
+        if student_cfg.get(key) is not None:
+            model[key] = student_cfg[key]
+    return model
+
+
+def _is_network(value) -> bool:
+    """Whether a config value describes a network (a classifier or a
+    distiller), e.g. the ``teacher`` / ``student`` building blocks that
+    distillation configs keep at the top level."""
+    if not isinstance(value, dict) or not isinstance(value.get('type'), str):
+        return False
+    from mmengine.model import BaseModel
+    from mmpretrain.registry import MODELS
+    cls = MODELS.get(value['type'])
+    return isinstance(cls, type) and issubclass(cls, BaseModel)
+
+
+def mmscalekd_types(cfg: dict) -> List[str]:
+    """The ``type`` names in ``cfg`` that only mmscalekd registers."""
+    import mmengine.registry as engine_registries
+
+    import mmpretrain.registry as registries
+    names = set()
+
+    def collect(value):
+        if isinstance(value, dict):
+            if isinstance(value.get('type'), str):
+                names.add(value['type'].split('.')[-1])
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    collect(cfg)
+    found = set()
+    for module in (registries, engine_registries):
+        for registry in vars(module).values():
+            if not isinstance(registry, engine_registries.Registry):
+                continue
+            for name in names:
+                cls = registry.module_dict.get(name)
+                if cls is not None and getattr(
+                        cls, '__module__', '').startswith('mmscalekd'):
+                    found.add(name)
+    return sorted(found)
+
+
+def student_config(cfg: Config) -> Config:
+    """The distillation config as the student\'s own mmpretrain config.
+
+    ``model`` becomes the student (with the distiller's data preprocessor;
+    a timm student becomes :func:`timm_classifier_config`). What only
+    distillation and mmscalekd need goes: ``mmscalekd`` in
+    ``custom_imports``, ``runner_type='ScaleKDRunner'`` and its
+    ``work_dir_lock``, and top-level network dicts other than ``model``
+    (the teacher / student building blocks). Data, schedule and runtime
+    settings stay, so the student can be tested and fine-tuned with
+    mmpretrain\'s own tools.
+    """
+    student_cfg = cfg.model.student.to_dict()
     data_preprocessor = cfg.model.get('data_preprocessor')
-    cfg.model = student_cfg
     if data_preprocessor is not None:
-        cfg.model['data_preprocessor'] = data_preprocessor
-    return cfg
+        student_cfg['data_preprocessor'] = data_preprocessor.to_dict()
+    timm_model = timm_classifier_config(student_cfg)
+    out = copy.deepcopy(cfg)
+    out.model = timm_model if timm_model is not None else student_cfg
+    custom_imports = out.get('custom_imports')
+    if custom_imports is not None:
+        imports = [name for name in custom_imports.get('imports', [])
+                   if name.split('.')[0] != 'mmscalekd']
+        if imports:
+            out.custom_imports.imports = imports
+        else:
+            out.pop('custom_imports')
+    if out.get('runner_type') == 'ScaleKDRunner':
+        out.pop('runner_type')
+        out.pop('work_dir_lock', None)
+    for key in [k for k in out.keys() if k != 'model']:
+        if _is_network(out[key]):
+            out.pop(key)
+    return out
+
+
+def _config_header(cfg: Config, config: str) -> str:
+    lines = [
+        f'# The student of {config}, written by',
+        '# tools/model_converters/extract_student.py: load with',
+        "# mmpretrain.get_model('student_config.py', "
+        "pretrained='student.pth').",
+    ]
+    if cfg.model.get('type') == 'TimmClassifier':
+        lines += [
+            '# The student was TimmStudentBackbone + LinearClsHead; it is',
+            "# written as mmpretrain's TimmClassifier, the same network",
+            "# with timm's parameter names (needs timm, not mmscalekd).",
+        ]
+    leftover = mmscalekd_types(cfg.to_dict())
+    if leftover:
+        lines += [
+            f'# Only mmscalekd registers {", ".join(leftover)} (outside',
+            '# `model`): loading the model does not need it; training or',
+            '# testing with these settings does (add',
+            "# custom_imports=dict(imports=['mmscalekd']) or replace them).",
+        ]
+    return '\n'.join(lines) + '\n'
 
 
 def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
@@ -154,14 +281,22 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
         student=osp.join(out_dir, 'student.pth'),
         config=osp.join(out_dir, 'student_config.py'),
         backbone=osp.join(out_dir, 'backbone.pth'))
-    torch.save(dict(meta=student_meta, state_dict=student),
-               written['student'])
-    _student_config(cfg, student_cfg).dump(written['config'])
+    timm_weights = timm_state_dict(student_cfg, student)
+    out_cfg = student_config(cfg)
+    # A timm student is written as a TimmClassifier: timm's names.
+    torch.save(
+        dict(meta=student_meta,
+             state_dict=student if timm_weights is None else timm_weights),
+        written['student'])
+    out_cfg.dump(written['config'])
+    with open(written['config']) as f:
+        text = f.read()
+    with open(written['config'], 'w') as f:
+        f.write(_config_header(out_cfg, config) + text)
     backbone = {k: v for k, v in student.items() if k.startswith('backbone.')}
     torch.save(dict(meta=student_meta, state_dict=backbone),
                written['backbone'])
 
-    timm_weights = timm_state_dict(student_cfg, student)
     if timm_weights is not None:
         from safetensors.torch import save_file
         name = student_cfg['backbone']['model_name']

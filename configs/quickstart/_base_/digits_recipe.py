@@ -30,9 +30,13 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 
+# Data loaded in the main process (num_workers=0): no worker processes to
+# keep, so persistent_workers is off (mmpretrain's tools/train.py and ours
+# turn it on where the config does not say).
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,
+    persistent_workers=False,
     dataset=dict(
         type='CustomDataset',
         data_root=data_root,
@@ -44,6 +48,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
+    persistent_workers=False,
     dataset=dict(
         type='CustomDataset',
         data_root=data_root,
