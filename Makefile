@@ -28,10 +28,13 @@ quickstart: install
 	$(PY) tools/quickstart.py --work-dir work_dirs/quickstart
 
 # The smoke distillation through mim, as a user of the installed package.
+# It writes where a plain `mim train` of the config writes (mmengine's
+# default, work_dirs/<config name>), so README's `mim test` reads its
+# checkpoints (tests/test_readme.py checks that the two agree).
 smoke: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" mim train mmscalekd \
 		configs/smoke/scalekd_smoke_synthetic.py \
-		--work-dir work_dirs/smoke
+		--work-dir work_dirs/scalekd_smoke_synthetic
 
 clean:
 	rm -rf build dist *.egg-info mmscalekd/.mim

@@ -1,13 +1,17 @@
 """tools/visualization/vis_projector_attention.py on a smoke checkpoint."""
+import logging
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from PIL import Image
 
-from tests.conftest import IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG, load_tool
+from tests.conftest import (IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG, load_tool,
+                            run_command)
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'visualization',
                 'vis_projector_attention.py')
@@ -104,3 +108,58 @@ def test_wrong_image_size_names_the_fix(tool, checkpoint, tmp_path):
     with pytest.raises(ValueError, match='model.input_size'):
         tool.main([SMOKE_CONFIG, checkpoint, path, '--out',
                    str(tmp_path / 'x.png')])
+
+
+def test_quiet_by_default(checkpoint, image_file, tmp_path):
+    """As a user runs it: the random-teacher warning and the file written,
+    not mmengine's line per initialised weight (hundreds, with --verbose)."""
+    out = str(tmp_path / 'attention.png')
+    command = [sys.executable, TOOL, SMOKE_CONFIG, checkpoint, image_file,
+               '--out', out]
+    result = run_command(command)
+    output = result.stdout + result.stderr
+    assert 'TEACHER IS RANDOMLY' in output
+    assert result.stdout.splitlines()[-1] == f'Wrote {out}'
+    assert 'torch.Size(' not in output and 'init_weights' not in output
+    # 7 lines of the random-teacher warning, `Wrote ...`, and mmcv-lite's
+    # 2-line warning about its missing compiled ops.
+    assert len(output.splitlines()) <= 12, output
+
+    verbose = run_command(command + ['--verbose']).stdout
+    # a 4-line record per parameter of the teacher, student and projectors
+    assert verbose.count('torch.Size(') > 50
+    assert len(verbose.splitlines()) > 200
+    assert 'TEACHER IS RANDOMLY' in verbose
+
+
+class _Records(logging.Handler):
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_warnings_pass_and_level_is_restored(tool, checkpoint, image_file,
+                                             tmp_path):
+    """Called in-process, main() lets warnings and errors through and gives
+    the caller's logger its level back, also when it raises."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        tool.main([SMOKE_CONFIG, checkpoint, image_file, '--out',
+                   str(tmp_path / 'attention.png')])
+        assert logger.level == level
+        assert [r.levelno for r in handler.records] == [logging.WARNING]
+        assert 'TEACHER IS RANDOMLY' in handler.records[0].getMessage()
+
+        missing = str(tmp_path / 'missing.pth')
+        with pytest.raises(FileNotFoundError, match='No checkpoint'):
+            tool.main([SMOKE_CONFIG, missing, image_file])
+        assert logger.level == level
+    finally:
+        logger.removeHandler(handler)

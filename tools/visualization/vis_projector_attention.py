@@ -7,8 +7,11 @@
 #
 # CHECKPOINT is a training checkpoint of ScaleKDDistiller (it holds no teacher
 # weights; the teacher comes from `model.teacher.checkpoint`, which
-# --cfg-options can override).
+# --cfg-options can override). Only warnings and errors are logged (a random
+# teacher is one); --verbose adds mmengine's INFO records, one per
+# initialised weight.
 import argparse
+import logging
 import math
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
@@ -21,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from mmcv.transforms import Compose
 from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
 from mmpretrain.registry import MODELS, TRANSFORMS
@@ -57,6 +61,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--out', default='projector_attention.png', help='PNG to write')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="also print mmengine's INFO log (a line per initialised "
+        'weight when the model is built)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -205,6 +214,20 @@ def draw(image: np.ndarray, maps: torch.Tensor, tokens: Sequence[int],
 def main(argv: Optional[list] = None) -> torch.Tensor:
     """Run the tool; returns the (student-grid) maps it drew."""
     args = parse_args(argv)
+    # Building the distiller calls init_weights, which logs an INFO record
+    # for every parameter (hundreds); keep warnings and errors, and give the
+    # logger its level back for whoever called main().
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    if not args.verbose:
+        logger.setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    finally:
+        logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> torch.Tensor:
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
