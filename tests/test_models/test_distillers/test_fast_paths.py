@@ -7,6 +7,7 @@ The default inductor backend takes about 170 s per batch size to compile
 the smoke config on a 2-core CPU, so its tests run on CUDA only.
 """
 import logging
+import re
 
 import pytest
 import torch
@@ -244,12 +245,38 @@ def cuda_pair(**overrides):
     return reference, model
 
 
+# Parameters whose gradient is zero in exact arithmetic, so that a computed
+# one is round-off (about 1e-10 on CUDA) and its direction means nothing:
+# the key projections' biases (a bias b adds the same q.b to every score of
+# a query, which the softmax over keys removes) and the last bias of the
+# final frequency projector (a constant over positions, which the centred
+# frequency view removes). test_exactly_zero_gradients pins the list.
+ZERO_GRADIENT = re.compile(
+    r'projectors\.\w+\.k\.bias$|'
+    r'^final_stage\.projectors\.frequency\.mlp\.2\.bias$')
+
+
+def test_exactly_zero_gradients():
+    model = build_distiller().double().train()
+    inputs, samples = batch(model)
+    _, grads = loss_and_grads(model, inputs.double(), samples)
+    total = torch.stack([g.norm() for g in grads.values()]).norm()
+    zero = {name for name, g in grads.items() if g.norm() < 1e-12 * total}
+    assert zero == {name for name in grads if ZERO_GRADIENT.search(name)}
+    assert len(zero) == 5  # four key biases, one final frequency bias
+
+
 def assert_grads_close(got, want, cosine, rtol):
     """Every gradient points where the reference's does (``cosine``) and
-    has its size to ``rtol`` (relative error of the norm)."""
+    has its size to ``rtol`` (relative error of the norm); those that are
+    zero in exact arithmetic (``ZERO_GRADIENT``) stay round-off small."""
     assert got.keys() == want.keys()
+    total = torch.stack([w.float().norm() for w in want.values()]).norm()
     for name, value in want.items():
         g, w = got[name].float().flatten(), value.float().flatten()
+        if ZERO_GRADIENT.search(name):
+            assert max(g.norm(), w.norm()) <= 1e-5 * total, name
+            continue
         assert g.abs().sum() > 0, name
         assert torch.nn.functional.cosine_similarity(g, w, dim=0) > cosine, \
             name
@@ -297,8 +324,12 @@ def test_bfloat16_teacher_compiled_matches_float32_eager_on_cuda(
 
 @requires_cuda
 def test_channels_last_on_cuda_gives_the_same_losses(true_float32):
-    """Tolerance: loss terms rtol 1e-4, gradients within 1e-3 (relative
-    norm): cuDNN may pick other algorithms for channels-last."""
+    """Tolerance: loss terms rtol 1e-4, gradients within 1e-2 (relative
+    norm): cuDNN picks other algorithms for channels-last. Measured on an
+    H200 (2026-11-26, TF32 off): the loss terms agreed within 1e-4 and the
+    stem convolution's gradient differed by 4.3e-3 of its norm (a first
+    layer's gradient sums terms that cancel, which magnifies float32
+    reordering); a layout error would be of the order of 1."""
     reference, model = cuda_pair(channels_last=True)
     conv = model.student.backbone.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
@@ -312,4 +343,4 @@ def test_channels_last_on_cuda_gives_the_same_losses(true_float32):
     for key, value in want_losses.items():
         torch.testing.assert_close(got_losses[key], value, rtol=1e-4,
                                    atol=1e-6, msg=key)
-    assert_grads_close(got_grads, want_grads, cosine=0.9999, rtol=1e-3)
+    assert_grads_close(got_grads, want_grads, cosine=0.9999, rtol=1e-2)
