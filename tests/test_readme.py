@@ -2,13 +2,15 @@
 `mim test` reads, and every tool the README names exists and answers
 ``--help`` with the options README gives it. No training here: the commands
 themselves run in tests/test_tools/test_train_test_tools.py."""
+import contextlib
 import glob
+import io
 import os
 import os.path as osp
 import re
+import runpy
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from mmengine.config import Config
@@ -131,17 +133,26 @@ NAMED_TOOLS = _named_tools()
 
 @pytest.fixture(scope='module')
 def usages() -> dict:
-    """`python TOOL --help` of each named Python tool, two at a time (each
-    imports torch and mmpretrain: seconds)."""
-    tools = [t for t in NAMED_TOOLS
-             if t.endswith('.py') and osp.isfile(osp.join(REPO_ROOT, t))]
-
-    def usage(tool):
-        return run_command([sys.executable, tool, '--help'],
-                           timeout=60).stdout
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(tools, pool.map(usage, tools)))
+    """`python TOOL --help` of each named Python tool, run as a script in
+    this process (``__main__``, its folder first on ``sys.path``): a
+    subprocess each would spend seconds importing torch and mmpretrain
+    again. Other tests run the tools as subprocesses."""
+    usages = {}
+    for tool in NAMED_TOOLS:
+        path = osp.join(REPO_ROOT, tool)
+        if not tool.endswith('.py') or not osp.isfile(path):
+            continue
+        out, saved = io.StringIO(), (sys.argv, list(sys.path))
+        sys.argv, sys.path[:0] = [path, '--help'], [osp.dirname(path)]
+        try:
+            with contextlib.redirect_stdout(out), \
+                    pytest.raises(SystemExit) as exit_:
+                runpy.run_path(path, run_name='__main__')
+        finally:
+            sys.argv, sys.path[:] = saved
+        assert exit_.value.code in (0, None), tool
+        usages[tool] = out.getvalue()
+    return usages
 
 
 def test_readme_names_its_tools():

@@ -432,6 +432,9 @@ def test_startup_details_go_to_the_log_file_only(train_tool, tmp_path,
                                                  capsys):
     def build(verbose, work_dir):
         cfg = built_config(train_tool, '--work-dir', str(work_dir))
+        # Its own logger: mmengine names the logger after the experiment
+        # (config name and time, to the second) and reuses an existing one.
+        cfg.experiment_name = f'startup_verbose_{verbose}'
         runner = train_tool.build_runner(cfg, verbose=verbose)
         (log, ) = [h.baseFilename for h in runner.logger.handlers
                    if hasattr(h, 'baseFilename')]
