@@ -92,21 +92,6 @@ def use_tta(cfg):
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
-def load_into_tta_model(runner, checkpoint):
-    """Load ``checkpoint`` into the model the TTA wrapper holds.
-
-    ScaleKDRunner checks the file's keys against the model it is given
-    before loading; handed the wrapper, it would look for ``module.*``
-    keys. It is handed the wrapped model instead.
-    """
-    tta_model = runner.model
-    runner.model = tta_model.module
-    try:
-        runner.load_checkpoint(checkpoint)
-    finally:
-        runner.model = tta_model
-
-
 def merge_args(cfg, args):
     cfg.launcher = args.launcher
     if args.work_dir is not None:
@@ -161,14 +146,10 @@ def main():
     if args.out is None and args.out_item is not None:
         raise ValueError('--out-item needs --out.')
     cfg = merge_args(Config.fromfile(args.config), args)
-    if args.tta:
-        cfg.load_from = None  # loaded below, into the wrapped model
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    if args.tta:
-        load_into_tta_model(runner, args.checkpoint)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

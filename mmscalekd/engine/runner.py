@@ -12,7 +12,7 @@ from mmengine.dist import (broadcast_object_list, is_distributed,
                            is_main_process, master_only)
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import DATASETS, RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
@@ -174,8 +174,12 @@ class ScaleKDRunner(Runner):
             map_location = 'cpu'
         key = 'resume' if self._resume else 'load_from'
         checkpoint = read_training_checkpoint(filename, key, map_location)
-        model = self.model.module if is_model_wrapper(
-            self.model) else self.model
+        # The network the file holds weights for: inside DDP and inside a
+        # test-time-augmentation wrapper (`tools/test.py --tta`), as
+        # mmengine's own loader unwraps them.
+        model = self.model
+        while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         revised = checkpoint['state_dict']
         for pattern, replacement in revise_keys:
             revised = {re.sub(pattern, replacement, k): v
