@@ -5,11 +5,12 @@ import os.path as osp
 from copy import deepcopy
 
 import mmengine
-import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from mmscalekd.utils.dataloader import set_dataloader_defaults
 
 
 def parse_args(argv=None):
@@ -123,18 +124,9 @@ def merge_args(cfg, args):
     if args.tta:
         use_tta(cfg)
 
-    # mmpretrain's tools/test.py defaults for the test data loader
-    # (pin_memory only where there is an accelerator to pin for, as
-    # tools/train.py).
-    accelerator = getattr(torch, 'accelerator', None)
-    loader = ConfigDict(
-        pin_memory=bool(accelerator.is_available() if accelerator else
-                        torch.cuda.is_available()),
-        collate_fn=dict(type='default_collate'))
-    loader.update(cfg.test_dataloader)
-    if args.no_pin_memory:
-        loader.pin_memory = False
-    cfg.test_dataloader = loader
+    # mmpretrain's tools/test.py defaults for the test data loader.
+    set_dataloader_defaults(cfg, ('test', ), persistent_workers=False,
+                            no_pin_memory=args.no_pin_memory)
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

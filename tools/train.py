@@ -3,12 +3,13 @@ import argparse
 import logging
 import os
 import os.path as osp
-from copy import deepcopy
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from mmscalekd.utils.dataloader import set_dataloader_defaults
 
 
 def parse_args(argv=None):
@@ -128,42 +129,6 @@ def use_amp(cfg, dtype: str) -> str:
         teacher.setdefault('dtype', dtype)
         line += f'; frozen teacher held in {teacher.dtype}'
     return line
-
-
-def has_accelerator() -> bool:
-    accelerator = getattr(torch, 'accelerator', None)  # torch >= 2.6
-    return bool(accelerator.is_available() if accelerator is not None else
-                torch.cuda.is_available())
-
-
-# mmpretrain's tools/train.py gives every data loader these settings unless
-# the config sets them; so does this tool, so that a config trains the same
-# under both. pin_memory: True where there is an accelerator; without one
-# torch pins nothing either way and only warns, once per loader.
-# persistent_workers needs worker processes: a config with `num_workers=0`
-# sets `persistent_workers=False` itself.
-DATALOADER_DEFAULTS = dict(
-    pin_memory=has_accelerator(),
-    persistent_workers=True,
-    collate_fn=dict(type='default_collate'))
-
-
-def set_dataloader_defaults(cfg, splits, no_pin_memory=False,
-                            no_persistent_workers=False,
-                            defaults=DATALOADER_DEFAULTS):
-    """Fill in mmpretrain's data-loader defaults for ``splits`` (e.g.
-    ``('train', 'val', 'test')``), then apply the ``--no-*`` flags."""
-    for split in splits:
-        field = f'{split}_dataloader'
-        if cfg.get(field) is None:
-            continue
-        loader = ConfigDict(deepcopy(defaults))
-        loader.update(cfg[field])
-        if no_pin_memory:
-            loader.pin_memory = False
-        if no_persistent_workers:
-            loader.persistent_workers = False
-        cfg[field] = loader
 
 
 def merge_args(cfg, args):

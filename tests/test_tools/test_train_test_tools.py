@@ -13,6 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmscalekd.utils.dataloader import has_accelerator
 from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
 
 SCALEKD_LOSSES = ('loss_cls', 'loss_kd', 'loss_perception_spatial',
@@ -355,7 +356,7 @@ def test_dataloader_settings_are_mmpretrains(train_tool, monkeypatch, argv):
             # pin_memory where there is an accelerator (torch pins nothing
             # and warns without one)
             if '--no-pin-memory' not in argv:
-                want['pin_memory'] = train_tool.has_accelerator()
+                want['pin_memory'] = has_accelerator()
             assert have == want, (config, split)
             assert have['collate_fn'] == {'type': 'default_collate'}
     cfg = built_config(train_tool, *argv, config=STUDENT_CONFIG)
