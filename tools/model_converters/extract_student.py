@@ -140,9 +140,8 @@ def timm_classifier_config(student_cfg: dict) -> Optional[dict]:
         pretrained=False,
         num_classes=head['num_classes'],
         **(backbone_cfg.get('model_kwargs') or {}))
-    for key in ('loss', ):
-        if key in head:
-            model[key] = head[key]
+    if 'loss' in head:
+        model['loss'] = head['loss']
     for key in ('train_cfg', 'data_preprocessor'):
         if student_cfg.get(key) is not None:
             model[key] = student_cfg[key]
@@ -288,11 +287,8 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
         dict(meta=student_meta,
              state_dict=student if timm_weights is None else timm_weights),
         written['student'])
-    out_cfg.dump(written['config'])
-    with open(written['config']) as f:
-        text = f.read()
-    with open(written['config'], 'w') as f:
-        f.write(_config_header(out_cfg, config) + text)
+    with open(written['config'], 'w') as f:  # what Config.dump writes
+        f.write(_config_header(out_cfg, config) + out_cfg.pretty_text)
     backbone = {k: v for k, v in student.items() if k.startswith('backbone.')}
     torch.save(dict(meta=student_meta, state_dict=backbone),
                written['backbone'])
