@@ -37,10 +37,6 @@ def pinned_stack():
 
 # --- the import-time check --------------------------------------------------
 
-def test_installed_stack_passes_the_check():
-    mmscalekd.check_dependency_versions()
-
-
 def test_unsupported_version_is_refused_with_package_version_and_range(
         monkeypatch):
     monkeypatch.setattr(mmengine, '__version__', '0.7.4')
