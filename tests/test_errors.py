@@ -153,7 +153,7 @@ def _vis_other_config(tmp_path):
 
 def _second_run(tmp_path):
     sleeper = subprocess.Popen([sys.executable, '-c',
-                                'import time; time.sleep(60)'])
+                                'import time; time.sleep(10**6)'])
     try:
         import json
         os.makedirs(tmp_path / 'run')
@@ -266,7 +266,99 @@ def _infinite_gradient(tmp_path):
     runner.train()
 
 
-# id -> (callable(tmp_path) raising, exception type, message regex)
+# ------------------------------------------------------------ resuming files
+def _resume_edited(tmp_path, trained, edit, name='crafted.pth', **options):
+    """Resume a 2-epoch run from a copy of a real one-epoch checkpoint
+    (``trained``), edited by ``edit(checkpoint)``."""
+    from tests.conftest import load_checkpoint
+    checkpoint = load_checkpoint(osp.join(trained, 'epoch_1.pth'))
+    checkpoint = edit(checkpoint) or checkpoint
+    work_dir = tmp_path / 'run'
+    work_dir.mkdir()
+    path = work_dir / name
+    torch.save(checkpoint, path)
+    build_runner(smoke_config(work_dir, max_epochs=2, resume=True,
+                              load_from=str(path), **options)).train()
+
+
+def _first_momentum(checkpoint):
+    """The momentum buffer of the first parameter in the optimizer state."""
+    return checkpoint['optimizer']['state'][0]['momentum_buffer']
+
+
+def _nan_momentum(checkpoint):
+    _first_momentum(checkpoint).fill_(float('nan'))
+
+
+def _nan_lr(checkpoint):
+    checkpoint['optimizer']['param_groups'][0]['lr'] = float('nan')
+
+
+def _wide_momentum(checkpoint):
+    state = checkpoint['optimizer']['state'][0]
+    state['momentum_buffer'] = torch.zeros(
+        (2 * _first_momentum(checkpoint).shape[0],
+         *_first_momentum(checkpoint).shape[1:]))
+
+
+def _far_scheduler(checkpoint):
+    checkpoint['param_schedulers'][0]['last_step'] = 10**9
+
+
+def _meta(**values):
+
+    def edit(checkpoint):
+        checkpoint['meta'].update(values)
+
+    return edit
+
+
+def _partial_directory(tmp_path):
+    (tmp_path / 'run' / 'epoch_2.pth.partial').mkdir(parents=True)
+    build_runner(smoke_config(tmp_path / 'run')).train()
+
+
+def _weights_file(tmp_path, name, tensor):
+    """The smoke distiller's weights with ``name`` replaced by ``tensor``."""
+    distiller = build_distiller()
+    state = distiller.state_dict()
+    state[name] = tensor
+    path = tmp_path / 'weights.pth'
+    torch.save(dict(state_dict=state, meta=dict(
+        model_architecture=distiller.architecture)), path)
+    return str(path)
+
+
+def _compressed_file(tmp_path):
+    """A real teacher file re-packed with deflated zip records."""
+    import zipfile
+    source = _teacher_file(tmp_path, lambda s: s)
+    packed = tmp_path / 'packed.pth'
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(
+            packed, 'w', zipfile.ZIP_DEFLATED) as dst:
+        for record in src.infolist():
+            dst.writestr(record.filename, src.read(record))
+    return str(packed)
+
+
+def _string_labels(tmp_path):
+    dataset = _image_dataset(tmp_path, [0, 1, 2, 3])
+    lines = (tmp_path / 'ann.txt').read_text().splitlines()
+    lines[2] = lines[2].rsplit(' ', 1)[0] + ' cat'
+    (tmp_path / 'ann.txt').write_text('\n'.join(lines) + '\n')
+    _train_on(tmp_path, dataset)
+
+
+def _missing_imagenet(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where `data/imagenet` is not
+    build_runner(smoke_config(tmp_path / 'run', **{
+        'train_dataloader.dataset': dict(
+            type='ImageNet', data_root='data/imagenet', split='train',
+            pipeline=[], _delete_=True)})).train()
+
+
+# id -> (callable(tmp_path[, monkeypatch[, trained]]) raising, exception
+# type, message regex); ``trained`` is the work dir of a one-epoch run.
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
         CAP, student_channels=1024))), KeyError,
@@ -451,6 +543,85 @@ CASES = {
         t, validate=True, val_cfg=dict(evaluate_teacher='sometimes'))
     ).train(), ValueError,
             r"val_cfg\.evaluate_teacher='sometimes'.*'first'"),
+    'E61': (lambda t, mp, run: _resume_edited(t, run, lambda c: c[
+        'state_dict']), CheckpointError,
+            r"resume=.*crafted\.pth.* cannot be resumed: it has no "
+            r'meta\.epoch, meta\.iter, message_hub.*load_from'),
+    'E62': (lambda t, mp, run: _resume_edited(t, run, lambda c: c.pop(
+        'message_hub') and None), CheckpointError,
+            r'cannot be resumed: it has no message_hub.*load_from'),
+    'E63': (lambda t, mp, run: _resume_edited(t, run, _meta(epoch=0),
+                                              name='epoch_2.pth'),
+            CheckpointError,
+            r'epoch_2\.pth.*name says epoch 2 but its meta\.epoch is 0.*'
+            r'Move it out of the work dir'),
+    'E64': (lambda t, mp, run: _resume_edited(
+        t, run, _meta(epoch=5, iter=10)), CheckpointError,
+            r'at epoch 5, past the end of this schedule '
+            r'\(`train_cfg\.max_epochs=2`\).*Raise `train_cfg\.max_epochs`'),
+    'E65': (lambda t, mp, run: _resume_edited(t, run, _meta(iter=10**12)),
+            CheckpointError,
+            r'meta\.iter=1000000000000 is more iterations than this '
+            r'schedule can reach \(4: train_cfg\.max_epochs=2 epochs of at '
+            r'most 2 iterations'),
+    'E66': (lambda t, mp, run: _resume_edited(t, run, _nan_momentum),
+            CheckpointError,
+            r'optimizer\.state\[0\]\.momentum_buffer holds NaN or Inf.*'
+            r'diverged'),
+    'E67': (lambda t, mp, run: _resume_edited(t, run, _nan_lr),
+            CheckpointError,
+            r"optimizer\.param_groups\[0\] holds \{'lr': nan\}.*learning "
+            r'rate'),
+    'E68': (lambda t, mp, run: _resume_edited(t, run, _wide_momentum),
+            CheckpointError,
+            r'optimizer\.state\[0\]\.momentum_buffer has shape '
+            r'\(128, 3, 7, 7\) but its parameter has \(64, 3, 7, 7\).*another '
+            r'model'),
+    'E69': (lambda t, mp, run: _resume_edited(t, run, _far_scheduler),
+            CheckpointError,
+            r'param_scheduler\[0\]\.last_step=1000000000 is not a position '
+            r'of this schedule \(at most 2 epochs\)'),
+    'E70': (lambda t, mp, run: _resume_edited(t, run, _meta(seed=2**40)),
+            CheckpointError,
+            r'meta\.seed=1099511627776 is not a random seed.*'
+            r'randomness\.seed'),
+    'E71': (lambda t: _partial_directory(t), RuntimeError,
+            r'epoch_2\.pth\.partial is a directory.*Rename or remove it'),
+    'E72': (lambda t: build_runner(smoke_config(
+        t, work_dir_lock=dict(refresh_every=0))).train(), ValueError,
+            r'`work_dir_lock\.refresh_every=0` must be a finite number of '
+            r'seconds > 0'),
+    'E73': (lambda t: build_runner(smoke_config(
+        t, work_dir_lock=dict(stale_after=float('nan')))).train(),
+            ValueError,
+            r'`work_dir_lock\.stale_after=nan` must be a finite number'),
+    'E74': (lambda t: build_runner(smoke_config(t, max_epochs=0)).train(),
+            ValueError, r'`train_cfg\.max_epochs=0` must be an integer >= 1'),
+    'E75': (lambda t: _string_labels(t), DataError,
+            r"train_dataloader\.dataset\.ann_file` \(.*ann\.txt\), line 3: "
+            r"'img_2\.png cat': the label is not a class index"),
+    'E76': (lambda t, mp: _missing_imagenet(t, mp), DataError,
+            r"`train_dataloader\.dataset\.data_root='data/imagenet'` does "
+            r'not exist.*docs/imagenet\.md'),
+    'E77': (lambda t: _test_with(t, _weights_file(
+        t, 'student.head.fc.bias', torch.zeros(4, dtype=torch.complex64))),
+            CheckpointError,
+            r'other kinds of dtype \(loading would cast them\): '
+            r'student\.head\.fc\.bias: file torch\.complex64'),
+    'E78': (lambda t: build_distiller(teacher=dict(
+        checkpoint=_teacher_file(t, lambda s: {
+            **s, 'backbone.huge': torch.zeros(1).expand(2**40)}))),
+            CheckpointError,
+            r"model\.teacher\.checkpoint.*unexpected keys.*backbone\.huge"),
+    'E79': (lambda t: build_distiller(teacher=dict(
+        checkpoint=_compressed_file(t))), CheckpointError,
+            r'model\.teacher\.checkpoint=.*packed\.pth.*is compressed.*'
+            r'torch\.save never writes'),
+    'E80': (lambda t: _test_with(t, _weights_file(
+        t, 'student.head.fc.bias', torch.full((4, ), float('inf')))),
+            CheckpointError,
+            r"load_from=.*weights\.pth.*NaN or Inf values in 1 tensor\(s\) "
+            r"\(e\.g\. \['student\.head\.fc\.bias'\]\)"),
 }
 
 
@@ -462,9 +633,13 @@ def test_table_and_tests_list_the_same_rows():
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
-def test_bad_input_fails_with_a_clear_message(case, tmp_path, monkeypatch):
+def test_bad_input_fails_with_a_clear_message(case, tmp_path, monkeypatch,
+                                              request):
     action, error, message = CASES[case]
-    arguments = (tmp_path, monkeypatch)[:action.__code__.co_argcount]
+    count = action.__code__.co_argcount
+    arguments = (tmp_path, monkeypatch)[:count]
+    if count == 3:
+        arguments += (request.getfixturevalue('one_epoch_run'), )
     try:
         with pytest.raises(error) as info:
             action(*arguments)

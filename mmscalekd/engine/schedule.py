@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 
 from mmscalekd.utils.checkpoint import CheckpointError
 
-__all__ = ['ScheduleSnapshot']
+__all__ = ['ScheduleSnapshot', 'named_schedulers', 'named_states']
 
 # Scheduler fields that say where a schedule is, not what it is.
 _POSITION = {
@@ -39,7 +39,8 @@ def _optimizers(optim_wrapper) -> Dict[str, object]:
     return {'': optim_wrapper.optimizer}
 
 
-def _schedulers(param_schedulers) -> Dict[str, object]:
+def named_schedulers(param_schedulers) -> Dict[str, object]:
+    """Built schedulers by their config key, e.g. ``param_scheduler[0]``."""
     if param_schedulers is None:
         return {}
     if isinstance(param_schedulers, dict):
@@ -68,12 +69,13 @@ def _hyper(group: dict) -> dict:
 def _scheduler_states(param_schedulers) -> Dict[str, dict]:
     return {
         name: copy.deepcopy(scheduler.state_dict())
-        for name, scheduler in _schedulers(param_schedulers).items()
+        for name, scheduler in named_schedulers(param_schedulers).items()
     }
 
 
-def _named_states(states) -> Dict[str, object]:
-    """Saved scheduler states under the names :func:`_schedulers` gives."""
+def named_states(states) -> Dict[str, object]:
+    """Saved scheduler states under the names :func:`named_schedulers`
+    gives."""
     if isinstance(states, dict):
         return {
             f'param_scheduler.{name}[{i}]': s
@@ -104,7 +106,7 @@ class ScheduleSnapshot:
         self.schedulers = _scheduler_states(param_schedulers)
         self.scheduler_types = {
             name: type(s).__name__
-            for name, s in _schedulers(param_schedulers).items()
+            for name, s in named_schedulers(param_schedulers).items()
         }
 
     # ------------------------------------------------- checkpoint's states
@@ -146,11 +148,11 @@ class ScheduleSnapshot:
             reason = 'the checkpoint has no scheduler states'
         elif not isinstance(states, (list, dict)):
             reason = 'its scheduler states are not a list'
-        elif set(_named_states(states)) != set(self.schedulers):
-            reason = (f'it has the schedulers {sorted(_named_states(states))}'
+        elif set(named_states(states)) != set(self.schedulers):
+            reason = (f'it has the schedulers {sorted(named_states(states))}'
                       f', the config {sorted(self.schedulers)}')
         else:
-            saved_states = _named_states(states)
+            saved_states = named_states(states)
             for name, fresh in self.schedulers.items():
                 saved = saved_states[name]
                 if not isinstance(saved, dict) or set(saved) != set(fresh):
@@ -199,7 +201,7 @@ class ScheduleSnapshot:
         iteration-based ones after every iteration, epoch-based ones after
         every epoch.
         """
-        schedulers = _schedulers(param_schedulers)
+        schedulers = named_schedulers(param_schedulers)
         driven = [n for n, s in schedulers.items()
                   if getattr(s, 'need_val_args', False)]
         if driven:

@@ -13,7 +13,7 @@ import os
 import os.path as osp
 import re
 import zipfile
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,8 +23,8 @@ from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
                                         read_checkpoint, strip_ddp_prefix)
 
 __all__ = [
-    'check_model_weights', 'check_state_dict', 'find_latest_checkpoint',
-    'fsync_path',
+    'check_model_weights', 'check_state_dict', 'checkpoint_number',
+    'find_latest_checkpoint', 'fsync_path', 'is_complete',
     'read_training_checkpoint', 'sanitize_runtime_info'
 ]
 
@@ -108,6 +108,14 @@ def read_training_checkpoint(path: str, key: str,
             raise CheckpointError(
                 f'`{key}={path!r}`: meta.{field}={value!r} is not a '
                 'non-negative integer.')
+    if meta.get('seed') is not None and meta['seed'] >= 2**32:
+        # numpy's seeds are 32-bit: mmengine's resume would fail in
+        # np.random.seed with a bare ValueError.
+        raise CheckpointError(
+            f'`{key}={path!r}`: meta.seed={meta["seed"]} is not a random '
+            'seed (they lie in [0, 2**32)); the file was edited. Set '
+            '`randomness.seed` in the config and start from the weights '
+            'with `load_from` instead of resuming.')
     hub = checkpoint.get('message_hub')
     if hub is not None:
         if not (isinstance(hub, dict) and all(
@@ -129,31 +137,38 @@ def read_training_checkpoint(path: str, key: str,
 # these runtime-info entries when it writes a newer one.
 _PATH_INFO = re.compile(r'^(best_ckpt(_.+)?|last_ckpt)$')
 _SCORE_INFO = re.compile(r'^best_score(_.+)?$')
+# The names it gives those files: `best_<metric>_epoch_3.pth`, `epoch_3.pth`.
+_CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+_BEST_NAME = re.compile(r'^best_.+_(epoch|iter)_\d+\.pth$')
 
 
 def sanitize_runtime_info(runtime_info: dict, checkpoint_dirs: Iterable[str],
                           source: str) -> dict:
     """Keep only runtime info that the resumed run can act on safely.
 
-    ``best_ckpt*`` / ``last_ckpt`` must name a file in this run's checkpoint
-    folder: a path elsewhere (the work dir of a colleague whose checkpoint
-    this was, or a crafted path) would be deleted by mmengine's
-    ``CheckpointHook`` at the next better score. If the work dir was moved,
-    the file of the same name in it is used. ``keep_ckpt_ids`` must be
-    integers (they become file names that are deleted) and ``best_score*``
-    numbers.
+    ``best_ckpt*`` / ``last_ckpt`` must name a checkpoint this run can have
+    written: a complete file named as mmengine names them, in this run's
+    checkpoint folder. A path elsewhere (the work dir of a colleague whose
+    checkpoint this was, or a crafted path), or any other file in the work
+    dir (a user's file, the live ``run.lock``), would be deleted by
+    mmengine's ``CheckpointHook`` at the next better score. If the work dir
+    was moved, the checkpoint of the same name in it is used.
+    ``keep_ckpt_ids`` must be integers (they become file names that are
+    deleted) and ``best_score*`` numbers.
     """
     dirs = [osp.realpath(d) for d in checkpoint_dirs]
     clean = {}
     for name, value in runtime_info.items():
         if _PATH_INFO.match(name):
-            value = _path_in(value, dirs)
+            value = _checkpoint_in(
+                value, dirs, _CHECKPOINT_NAME if name == 'last_ckpt' else
+                _BEST_NAME)
             if value is None:
                 print_log(
                     f'{source}: message_hub.runtime_info.{name}='
-                    f'{runtime_info[name]!r} is not a file in this run\'s '
-                    f'checkpoint folder {dirs[0]}; it is forgotten (and '
-                    'never deleted by this run).', logger='current',
+                    f'{runtime_info[name]!r} is not a checkpoint in this '
+                    f'run\'s checkpoint folder {dirs[0]}; it is forgotten '
+                    '(and never deleted by this run).', logger='current',
                     level=30)
                 continue
         elif name == 'keep_ckpt_ids':
@@ -176,15 +191,25 @@ def sanitize_runtime_info(runtime_info: dict, checkpoint_dirs: Iterable[str],
     return clean
 
 
-def _path_in(value, dirs: List[str]) -> Optional[str]:
-    if not isinstance(value, str) or not value or '\x00' in value:
+def checkpoint_number(path: str) -> Optional[Tuple[str, int]]:
+    """``('epoch', 3)`` for ``.../epoch_3.pth`` (mmengine's names), else
+    None."""
+    match = _CHECKPOINT_NAME.match(osp.basename(path))
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _checkpoint_in(value, dirs: List[str], pattern) -> Optional[str]:
+    """``value`` as a checkpoint file of one of ``dirs``, or None."""
+    if not isinstance(value, str) or not value or '\x00' in value or \
+            not pattern.match(osp.basename(value)):
         return None
-    real = osp.realpath(value)
-    if osp.dirname(real) in dirs and osp.isfile(real):
-        return real
-    moved = osp.join(dirs[0], osp.basename(value))
-    if osp.isfile(moved):  # the same run, its work dir moved
-        return moved
+    for path in (value, osp.join(dirs[0], osp.basename(value))):
+        # The second: the same run, its work dir moved.
+        if osp.islink(path) or not osp.isfile(path):
+            continue
+        real = osp.realpath(path)
+        if osp.dirname(real) in dirs and is_complete(real):
+            return real
     return None
 
 
@@ -325,6 +350,9 @@ def check_state_dict(expected: dict, state_dict: dict, source: str,
     if mismatch['mismatched']:
         problems.append('other shapes: ' + '; '.join(
             mismatch['mismatched'][:5]))
+    if mismatch['dtypes']:
+        problems.append('other kinds of dtype (loading would cast them): ' +
+                        '; '.join(mismatch['dtypes'][:5]))
     if problems:
         raise CheckpointError(
             f'{source} does not hold the weights of this model '
@@ -333,53 +361,85 @@ def check_state_dict(expected: dict, state_dict: dict, source: str,
 
 
 # --------------------------------------------------- finding, writing files
-_CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-
-
 def is_complete(path: str) -> bool:
     """Whether a torch checkpoint file is whole (its zip archive checks out).
 
     ``torch.save`` writes a zip archive whose directory is at the end and
-    whose members carry CRCs, so a truncated or torn file fails here.
+    whose members carry CRCs, so a truncated or torn file fails here. A
+    compressed member (which torch never writes) is not inflated to check
+    it: the file is not a checkpoint of this run.
     """
     try:
         with zipfile.ZipFile(path) as archive:
+            if any(record.compress_type != zipfile.ZIP_STORED
+                   for record in archive.infolist()):
+                return False
             return archive.testzip() is None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return False
 
 
-def find_latest_checkpoint(work_dir: str) -> Optional[str]:
-    """The newest complete ``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir``.
+def _named_by_record(record: str) -> Optional[str]:
+    """The path ``last_checkpoint`` names, or None (with a log line) when
+    it holds something else."""
+    try:
+        with open(record, 'rb') as f:
+            named = f.read(4097).decode('utf-8').strip()
+    except UnicodeDecodeError:
+        named = None
+    except OSError:
+        return None
+    if named is None or len(named) > 4096 or '\x00' in named or \
+            '\n' in named:
+        print_log(
+            f'{record} does not hold a checkpoint path (it is binary or '
+            'garbage); it is ignored, and the checkpoints themselves are '
+            'searched.', logger='current', level=30)
+        return None
+    return named
+
+
+def find_latest_checkpoint(work_dir: str,
+                           checkpoint_dirs: Iterable[str] = ()
+                           ) -> Optional[str]:
+    """The newest complete ``epoch_N.pth`` / ``iter_N.pth`` of a run.
 
     mmengine trusts ``work_dir/last_checkpoint``, an absolute path written at
     each save: after the work dir is moved it points to the old place (or to
     another run's files still there), and after a crash it may name a file
-    that is missing or incomplete. Here only ``work_dir`` itself is searched;
-    ``last_checkpoint`` just says whether epoch or iteration checkpoints are
-    the run's own when both kinds are present. Each skipped file is logged.
+    that is missing or incomplete. Here only the run's own folders are
+    searched: the work dir and the checkpoint folders (``checkpoint_dirs``,
+    e.g. ``default_hooks.checkpoint.out_dir``); ``last_checkpoint`` just
+    says whether epoch or iteration checkpoints are the run's own when both
+    kinds are present, and which copy to take of a checkpoint found twice.
+    Each skipped file is logged.
     """
     work_dir = osp.abspath(work_dir)
-    named_kind = None
+    dirs = [work_dir] + [osp.abspath(d) for d in checkpoint_dirs
+                         if osp.abspath(d) != work_dir]
+    named, named_kind = None, None
     record = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(record):
-        with open(record) as f:
-            named = f.read().strip()
-        match = _CHECKPOINT_NAME.match(osp.basename(named))
-        named_kind = match.group(1) if match else None
-        if named and osp.dirname(osp.abspath(named)) != work_dir:
+        named = _named_by_record(record)
+        named_kind = (checkpoint_number(named) or (None, ))[0] \
+            if named else None
+        if named and osp.dirname(osp.abspath(named)) not in dirs:
             print_log(
-                f'{record} names {named}, outside this work dir (was the '
-                'work dir moved or copied?); only checkpoints in '
-                f'{work_dir} are resumed from.', logger='current', level=30)
+                f'{record} names {named}, outside this run\'s folders (was '
+                'the work dir moved or copied?); only checkpoints in '
+                f'{", ".join(dirs)} are resumed from.', logger='current',
+                level=30)
     candidates = []
-    for name in os.listdir(work_dir):
-        match = _CHECKPOINT_NAME.match(name)
-        if match and osp.isfile(osp.join(work_dir, name)):
-            candidates.append(
-                (match.group(1) == named_kind, int(match.group(2)), name))
-    for _, _, name in sorted(candidates, reverse=True):
-        path = osp.join(work_dir, name)
+    for rank, folder in enumerate(dirs):
+        if not osp.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            number = checkpoint_number(name)
+            path = osp.join(folder, name)
+            if number and osp.isfile(path):
+                candidates.append((number[0] == named_kind, number[1],
+                                   path == named, rank, path))
+    for *_, path in sorted(candidates, reverse=True):
         if is_complete(path):
             return path
         print_log(

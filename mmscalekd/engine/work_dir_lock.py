@@ -12,9 +12,17 @@ is gone is taken over, with a log line:
 - the holder is an earlier incarnation of this slurm job (a requeue:
   slurm runs one incarnation of a job at a time);
 - the lock has not been refreshed for ``stale_after`` seconds (the holder's
-  node died).
+  node died);
+- the lock file is not a lock this package writes (a symbolic link, or not
+  a run record) and is as old as a stale lock.
+
+While it holds the lock, a run checks it at every refresh: a lock file that
+someone deleted is written again (with a log line); one that another run
+wrote in the meantime means two runs share the work dir, and this run stops
+at its next checkpoint, before writing it (:meth:`WorkDirLock.check`).
 """
 import json
+import math
 import os
 import os.path as osp
 import socket
@@ -47,6 +55,17 @@ def _process_start(pid: int) -> Optional[str]:
         return None
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _valid_pid(pid) -> bool:
+    """Whether ``pid`` could name a process (Linux pids are below 2**22)."""
+    return isinstance(pid, int) and not isinstance(pid, bool) and \
+        0 < pid < 2**31
+
+
 def _this_run() -> dict:
     return dict(
         host=socket.gethostname(),
@@ -71,6 +90,14 @@ class WorkDirLock:
 
     def __init__(self, work_dir: str, stale_after: float = 600,
                  refresh_every: float = 30):
+        for name, value in (('stale_after', stale_after),
+                            ('refresh_every', refresh_every)):
+            if not _is_number(value) or value <= 0:
+                raise ValueError(
+                    f'`work_dir_lock.{name}={value!r}` must be a finite '
+                    'number of seconds > 0 (defaults: stale_after=600, '
+                    'refresh_every=30); `work_dir_lock=None` switches the '
+                    'lock off.')
         if refresh_every >= stale_after:
             raise ValueError(
                 f'`work_dir_lock.refresh_every={refresh_every}` must be '
@@ -79,6 +106,8 @@ class WorkDirLock:
         self.path = osp.join(self.work_dir, LOCK_NAME)
         self.stale_after = stale_after
         self.refresh_every = refresh_every
+        #: Why this run no longer holds the lock it took, or None.
+        self.lost = None
         self._record = None
         self._stop = threading.Event()
         self._refresher = None
@@ -88,13 +117,15 @@ class WorkDirLock:
         return self._read_file(self.path)
 
     def _age(self) -> float:
-        try:
-            return time.time() - os.stat(self.path).st_mtime
+        try:  # the link itself, if it is one (a dangling link has an age)
+            return time.time() - os.lstat(self.path).st_mtime
         except OSError:
             return 0.0
 
     def _why_dead(self, holder: Optional[dict], age: float) -> Optional[str]:
         """Why the holder is gone, or None while it may be alive."""
+        if osp.islink(self.path):
+            return 'the lock file is a symbolic link, which no run writes'
         if holder is None:  # being written right now, or garbage
             return (f'an unreadable lock not refreshed for {age:.0f} s'
                     if age > self.stale_after else None)
@@ -107,8 +138,8 @@ class WorkDirLock:
                     f'{me["slurm_job_id"]} (requeued)')
         if holder.get('host') == me['host']:
             pid = holder.get('pid')
-            if not isinstance(pid, int):
-                return 'a lock without a process id'
+            if not _valid_pid(pid):
+                return f'a lock whose process id {pid!r} no process can have'
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
@@ -127,32 +158,45 @@ class WorkDirLock:
 
     def _describe(self, holder: Optional[dict], age: float) -> str:
         if holder is None:
-            return f'an unreadable lock file refreshed {age:.0f} s ago'
+            return (f'a lock file that is not a run record, last changed '
+                    f'{age:.0f} s ago')
         slurm = (f', slurm job {holder["slurm_job_id"]}'
                  if holder.get('slurm_job_id') else '')
         return (f'pid {holder.get("pid")} on host {holder.get("host")}'
                 f'{slurm}, started {holder.get("started")}, refreshed '
                 f'{age:.0f} s ago, command: {holder.get("command")}')
 
+    def _what_to_do(self, holder: Optional[dict], age: float) -> str:
+        """What ends the refusal: only what will really happen."""
+        if holder is not None and holder.get('host') == socket.gethostname():
+            return (f'Process {holder.get("pid")} is alive on this host: '
+                    'wait for it to end, stop it if it is a forgotten run, '
+                    'or give this run another --work-dir.')
+        left = max(self.stale_after - age, 0)
+        what = ('its node died' if holder is not None else
+                'no run is writing it')
+        return (f'Wait for that run to end, or give this run another '
+                f'--work-dir. If {what}, the lock is taken over once it has '
+                'not been refreshed for `work_dir_lock.stale_after='
+                f'{self.stale_after}` s (in {left:.0f} s), or delete '
+                f'{self.path}.')
+
     # ---------------------------------------------------------- acquiring
     def acquire(self) -> None:
         """Take the lock, or raise :class:`WorkDirLockedError`."""
         os.makedirs(self.work_dir, exist_ok=True)
-        record = _this_run()
-        for _ in range(5):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
-                             0o644)
-            except FileExistsError:
+        self._record = _this_run()
+        self.lost = None
+        try:
+            for _ in range(5):
+                if self._create():
+                    self._start_refreshing()
+                    return
                 self._take_over_if_dead()
-                continue
-            with os.fdopen(fd, 'w') as f:
-                json.dump(record, f)
-                f.flush()
-                os.fsync(f.fileno())
-            self._record = record
-            self._start_refreshing()
-            return
+        except BaseException:
+            self._record = None
+            raise
+        self._record = None
         raise WorkDirLockedError(
             f'Could not take the lock {self.path}: other runs keep taking '
             'it. Use another --work-dir.')
@@ -170,19 +214,18 @@ class WorkDirLock:
                 f'The work dir {self.work_dir} is in use by another training '
                 f'run: {self._describe(holder, age)} (lock file '
                 f'{self.path}). Two runs in one work dir overwrite each '
-                "other's checkpoints and logs. Wait for that run to end, stop "
-                'it, or give this one another --work-dir. If that run is '
-                'dead, its lock is taken over once it is '
-                f'{self.stale_after:.0f} s old, or delete the lock file.')
-        # Move the dead lock aside under a unique name (atomic); if another
-        # starting run took it over first, the rename fails and we retry.
+                "other's checkpoints and logs. " +
+                self._what_to_do(holder, age))
+        # Move the dead lock aside under a unique name (atomic; a link is
+        # moved, not what it points to); if another starting run took it
+        # over first, the rename fails and we retry.
         aside = f'{self.path}.stale.{socket.gethostname()}.{os.getpid()}'
         try:
             os.rename(self.path, aside)
         except FileNotFoundError:
             return
-        if self._read_file(aside) != holder:  # replaced in between: undo
-            try:
+        if not osp.islink(aside) and self._read_file(aside) != holder:
+            try:  # replaced in between: undo
                 os.rename(aside, self.path)
             except OSError:
                 pass
@@ -195,26 +238,72 @@ class WorkDirLock:
 
     @staticmethod
     def _read_file(path: str) -> Optional[dict]:
+        """The run record in ``path``, or None (missing, a link, garbage, or
+        JSON of another shape)."""
+        if osp.islink(path):
+            return None
         try:
             with open(path) as f:
-                return json.load(f)
+                record = json.load(f)
         except (OSError, ValueError):
             return None
+        if not isinstance(record, dict) or not isinstance(
+                record.get('host'), str) or 'pid' not in record:
+            return None
+        return record
 
     # ---------------------------------------------------------- holding it
+    def _create(self) -> bool:
+        """Write this run's record into a new lock file; False if the file
+        exists (as anything, a link included)."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                         0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, 'w') as f:
+            json.dump(self._record, f)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def _refresh(self) -> None:
+        """Keep the lock fresh, and notice a lock that is no longer ours."""
+        holder = self._read()
+        if holder == self._record:
+            os.utime(self.path)
+            return
+        if not osp.lexists(self.path) and self._create():
+            print_log(
+                f'The lock {self.path} of this run was deleted by someone '
+                'else; it is written again.', logger='current', level=30)
+            return
+        self.lost = (
+            f'The lock {self.path} of this run was replaced by '
+            f'{self._describe(holder, self._age())}: another run now trains '
+            f'in {self.work_dir}. This run stops before it writes another '
+            'checkpoint there; give one of the two runs another --work-dir.')
+        print_log(self.lost, logger='current', level=40)
+
     def _start_refreshing(self) -> None:
         self._stop.clear()
 
         def refresh():
-            while not self._stop.wait(self.refresh_every):
+            while self.lost is None and \
+                    not self._stop.wait(self.refresh_every):
                 try:
-                    os.utime(self.path)
+                    self._refresh()
                 except OSError:
-                    pass
+                    pass  # a hiccup of a shared file system: next time
 
         self._refresher = threading.Thread(
             target=refresh, name='work-dir-lock', daemon=True)
         self._refresher.start()
+
+    def check(self) -> None:
+        """Raise :class:`WorkDirLockedError` if another run took the lock."""
+        if self.lost is not None:
+            raise WorkDirLockedError(self.lost)
 
     def release(self) -> None:
         """Give the lock back (only if this run still holds it)."""

@@ -13,6 +13,11 @@ Teacher files can come from a URL: each node downloads them once (local rank
 0, the others wait), and a file name that ends in an OpenMMLab hash
 (``...-4f7aab68.pth``: the first hex digits of its SHA-256) is checked
 against the downloaded bytes.
+
+A file is looked at before its values are: its zip records (``torch.save``
+writes them uncompressed) must not expand, and a state dict is matched with
+the model's keys and shapes before any of its tensors is read, so a small
+crafted file cannot cost unbounded memory or time.
 """
 import errno
 import os
@@ -21,6 +26,7 @@ import pickle
 import re
 import socket
 import urllib.error
+import zipfile
 from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
@@ -29,9 +35,9 @@ import torch
 from mmengine.logging import HistoryBuffer, print_log
 
 __all__ = [
-    'CheckpointError', 'MMENGINE_CHECKPOINT_GLOBALS', 'fetch_url',
-    'load_state_dict_file', 'mmengine_checkpoint_globals', 'read_checkpoint',
-    'strip_ddp_prefix'
+    'CheckpointError', 'MMENGINE_CHECKPOINT_GLOBALS', 'check_archive',
+    'check_finite_weights', 'fetch_url', 'load_state_dict_file',
+    'mmengine_checkpoint_globals', 'read_checkpoint', 'strip_ddp_prefix'
 ]
 
 
@@ -149,6 +155,34 @@ def _local_file_problem(path: str, key: str) -> Optional[str]:
     return None
 
 
+def check_archive(path: str, key: str) -> None:
+    """Refuse a zip checkpoint whose records would expand when read.
+
+    ``torch.save`` stores every record uncompressed, so a compressed record
+    (which ``torch.load`` would inflate, 1000:1 and more) or one claiming
+    more bytes than the file holds means the file was crafted or re-packed.
+    Only the archive's directory is read. Files that are not zip archives
+    (safetensors, torch's legacy format) are left to their readers.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # damaged: the reader names it
+    size = os.path.getsize(path)
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED or \
+                record.file_size > size:
+            raise CheckpointError(
+                f'Refused to load `{key}={path!r}`: its zip record '
+                f'{record.filename!r} is compressed ({record.compress_size} '
+                f'bytes that expand to {record.file_size}), which torch.save '
+                'never writes: the file was crafted or re-packed. Save the '
+                'weights again with torch.save (or as .safetensors).')
+
+
 def read_checkpoint(path: str, key: str, map_location='cpu'):
     """Load a torch or safetensors file without running code from it.
 
@@ -164,13 +198,15 @@ def read_checkpoint(path: str, key: str, map_location='cpu'):
 
     Raises:
         CheckpointError: with the reason (missing, a directory, unreadable,
-            a network failure, a wrong hash, code in the file, corrupt).
+            a network failure, a wrong hash, code in the file, compressed
+            records, corrupt).
     """
     if path.startswith(('http://', 'https://')):
         path = fetch_url(path, key)
     problem = _local_file_problem(path, key)
     if problem:
         raise CheckpointError(problem)
+    check_archive(path, key)
     try:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
@@ -326,8 +362,26 @@ def non_finite_entries(state_dict: Dict[str, torch.Tensor]) -> List[str]:
     ]
 
 
+def check_finite_weights(state_dict: Dict[str, torch.Tensor],
+                         source: str) -> None:
+    """Refuse NaN / Inf weights, naming ``source`` (e.g. the config key).
+
+    Reads every value: call it after the keys and shapes were matched with
+    the model, so that the work is bounded by the model's size.
+    """
+    bad = non_finite_entries(state_dict)
+    if bad:
+        raise CheckpointError(
+            f'{source} holds NaN or Inf values in {len(bad)} tensor(s) '
+            f'(e.g. {bad[:5]}): it was saved from a diverged run. Use a '
+            'checkpoint from before the divergence.')
+
+
 def load_state_dict_file(path: str, key: str) -> Dict[str, torch.Tensor]:
     """Read a state dict from a local file or URL without running its code.
+
+    The values are not looked at: match the keys and shapes with the model,
+    then call :func:`check_finite_weights`.
 
     Args:
         path (str): ``.safetensors`` or a torch checkpoint (``.pth``,
@@ -339,30 +393,41 @@ def load_state_dict_file(path: str, key: str) -> Dict[str, torch.Tensor]:
         ``model``; a ``module.`` prefix on every key, left by DDP, removed).
 
     Raises:
-        CheckpointError: unreadable, not a state dict, or NaN/Inf weights.
+        CheckpointError: unreadable or not a state dict.
     """
-    state_dict = strip_ddp_prefix(
+    return strip_ddp_prefix(
         _unwrap_state_dict(read_checkpoint(path, key), path, key),
         f'`{key}={path!r}`')
-    bad = non_finite_entries(state_dict)
-    if bad:
-        raise CheckpointError(
-            f'`{key}={path!r}` holds NaN or Inf values in {len(bad)} '
-            f'tensor(s) (e.g. {bad[:5]}): it was saved from a diverged run. '
-            'Use a checkpoint from before the divergence.')
-    return state_dict
+
+
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return 'complex'
+    if tensor.is_floating_point():
+        return 'floating-point'
+    return 'boolean' if tensor.dtype == torch.bool else 'integer'
 
 
 def describe_mismatch(expected: Dict[str, torch.Tensor],
                       loaded: Dict[str, torch.Tensor]) -> Dict[str, list]:
-    """Missing, unexpected and mis-shaped keys of ``loaded``."""
+    """Missing, unexpected, mis-shaped and mis-typed keys of ``loaded``.
+
+    ``dtypes`` lists tensors of another kind of dtype (integer or complex
+    weights for a floating-point parameter, say): loading would cast them,
+    silently rounding or dropping an imaginary part. Only names, shapes and
+    dtypes are read, never values.
+    """
     missing = [k for k in expected if k not in loaded]
     unexpected = [k for k in loaded if k not in expected]
-    mismatched = [
-        f'{k}: file {tuple(loaded[k].shape)}, model '
-        f'{tuple(expected[k].shape)}' for k in expected
-        if k in loaded and isinstance(loaded[k], torch.Tensor)
-        and tuple(loaded[k].shape) != tuple(expected[k].shape)
-    ]
+    mismatched, dtypes = [], []
+    for k in expected:
+        if k not in loaded or not isinstance(loaded[k], torch.Tensor):
+            continue
+        if tuple(loaded[k].shape) != tuple(expected[k].shape):
+            mismatched.append(f'{k}: file {tuple(loaded[k].shape)}, model '
+                              f'{tuple(expected[k].shape)}')
+        elif _dtype_kind(loaded[k]) != _dtype_kind(expected[k]):
+            dtypes.append(f'{k}: file {loaded[k].dtype}, model '
+                          f'{expected[k].dtype}')
     return dict(missing=missing, unexpected=unexpected,
-                mismatched=mismatched)
+                mismatched=mismatched, dtypes=dtypes)

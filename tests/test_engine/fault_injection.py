@@ -85,6 +85,9 @@ def main():
     cfg = Config.fromfile(SMOKE_CONFIG)
     cfg.work_dir = args.work_dir
     cfg.launcher = args.launcher
+    # A rank left waiting in a collective fails after this many seconds
+    # instead of gloo's 30 minutes.
+    cfg.env_cfg.dist_cfg = dict(backend='gloo', timeout=600)
     if args.teacher_checkpoint:
         cfg.model.teacher.checkpoint = args.teacher_checkpoint
     runner = RUNNERS.build(cfg)

@@ -76,6 +76,34 @@ def test_best_checkpoint_path_outside_the_work_dir_is_never_deleted(
     assert 'keep_ckpt_ids' in log
 
 
+@pytest.mark.parametrize('name', ['run.lock', 'notes.txt',
+                                  'best_accuracy_top1_epoch_9.pth'])
+def test_best_checkpoint_must_be_a_checkpoint_of_this_run(first_epoch,
+                                                         tmp_path, name):
+    """A path elsewhere whose name is in this work dir (the "work dir was
+    moved" rule) must not make the run delete its own live lock, a user's
+    file, or anything else that is not a complete checkpoint."""
+    work_dir = tmp_path / 'run'
+    work_dir.mkdir()
+    victim = work_dir / name
+    if name != 'run.lock':  # the run's lock is written by the run itself
+        victim.write_bytes(b'not a checkpoint of this run')
+    checkpoint = dict(first_epoch)
+    hub = dict(checkpoint['message_hub'])
+    hub['runtime_info'] = dict(
+        hub['runtime_info'], best_ckpt=f'/elsewhere/{name}', best_score=-1.0)
+    checkpoint['message_hub'] = hub
+    runner = resume(
+        tmp_path, checkpoint, validate=True,
+        **{'default_hooks.checkpoint.save_best': 'accuracy/top1'})
+    log = run_log(runner)
+    assert list(work_dir.glob('best_accuracy_top1_epoch_2.pth'))
+    assert 'is not a checkpoint in this run' in log
+    assert f'{name} is removed' not in log
+    if name != 'run.lock':
+        assert victim.read_bytes() == b'not a checkpoint of this run'
+
+
 def test_scheduler_state_cannot_rewire_the_scheduler(first_epoch, tmp_path):
     checkpoint = dict(first_epoch)
     scheduler = dict(checkpoint['param_schedulers'][0])

@@ -30,7 +30,7 @@ def write_lock(work_dir, **holder):
 @pytest.fixture
 def live_process():
     process = subprocess.Popen([sys.executable, '-c',
-                                'import time; time.sleep(60)'])
+                                'import time; time.sleep(10**6)'])
     yield process.pid
     process.kill()
     process.wait()
@@ -93,14 +93,127 @@ def test_lock_from_another_host_is_live_until_stale(tmp_path):
     lock.release()
 
 
+def wait_for(condition, what):
+    """Poll until ``condition()`` holds: the lock's refresher is a thread
+    that a loaded machine may run late, never not at all."""
+    for _ in range(12000):
+        if condition():
+            return
+        time.sleep(0.01)
+    pytest.fail(f'never happened: {what}')
+
+
 def test_a_held_lock_is_refreshed(tmp_path):
-    lock = WorkDirLock(str(tmp_path), stale_after=2, refresh_every=0.1)
+    lock = WorkDirLock(str(tmp_path), stale_after=2, refresh_every=0.01)
     lock.acquire()
     old = time.time() - 100
     os.utime(lock.path, (old, old))
-    time.sleep(0.5)
-    assert time.time() - os.stat(lock.path).st_mtime < 5
+    wait_for(lambda: time.time() - os.stat(lock.path).st_mtime < 50,
+             'a refresh')
     lock.release()
+
+
+def read_log(path):
+    with open(path) as f:
+        return f.read()
+
+
+@pytest.fixture
+def lock_log(tmp_path):
+    """The file that the lock's log lines go to (mmengine's current
+    logger, as in a run)."""
+    from mmengine.logging import MMLogger
+    path = tmp_path / 'lock.log'
+    MMLogger.get_instance(f'lock_test_{path}', log_file=str(path))
+    return path
+
+
+def test_a_deleted_lock_is_written_again(tmp_path, lock_log):
+    lock = WorkDirLock(str(tmp_path / 'run'), refresh_every=0.01)
+    lock.acquire()
+    record = lock._record
+    os.remove(lock.path)
+    wait_for(lambda: osp.exists(lock.path), 'the lock written again')
+    with open(lock.path) as f:
+        assert json.load(f) == record
+    assert lock.lost is None
+    lock.check()
+    wait_for(lambda: 'deleted by someone else' in read_log(lock_log),
+             'the log line')
+    lock.release()
+    assert not osp.exists(lock.path)
+
+
+def test_a_lock_taken_by_another_run_stops_this_one_before_it_saves(
+        tmp_path):
+    """Someone deleted the lock and a second run took the work dir: the
+    first one stops before its next checkpoint, and leaves the second
+    run's lock alone."""
+    from mmengine.hooks import Hook
+
+    class AnotherRunTakesTheLock(Hook):
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if runner.iter == 0:
+                lock = runner._work_dir_lock
+                os.remove(lock.path)
+                write_lock(runner.work_dir, host='other-node', pid=7)
+                wait_for(lambda: lock.lost is not None, 'noticed')
+
+    work_dir = tmp_path / 'run'
+    runner = build_runner(smoke_config(
+        work_dir, work_dir_lock=dict(refresh_every=0.01)))
+    runner.register_hook(AnotherRunTakesTheLock())
+    with pytest.raises(WorkDirLockedError,
+                       match='replaced by pid 7 on host other-node'):
+        runner.train()
+    assert not list(work_dir.glob('*.pth'))
+    with open(work_dir / 'run.lock') as f:
+        assert json.load(f)['host'] == 'other-node'
+
+
+def test_a_lock_that_is_not_a_run_record(tmp_path):
+    """JSON of another shape: refused while fresh (without a promise that
+    is not kept), taken over when as old as a stale lock."""
+    path = tmp_path / 'run.lock'
+    path.write_text('[1, 2, 3]')
+    with pytest.raises(WorkDirLockedError) as error:
+        WorkDirLock(str(tmp_path), stale_after=600).acquire()
+    assert 'a lock file that is not a run record' in str(error.value)
+    assert 'taken over once it has not been refreshed' in str(error.value)
+    old = time.time() - 700
+    os.utime(path, (old, old))
+    lock = WorkDirLock(str(tmp_path), stale_after=600)
+    lock.acquire()
+    lock.release()
+
+
+@pytest.mark.parametrize('pid', [2**40, -5, 'x'])
+def test_a_pid_no_process_can_have_is_taken_over(tmp_path, lock_log, pid):
+    write_lock(tmp_path, pid=pid)
+    lock = WorkDirLock(str(tmp_path))
+    lock.acquire()
+    lock.release()
+    assert f'process id {pid!r} no process can have' in read_log(lock_log)
+
+
+def test_a_dangling_lock_link_is_taken_over(tmp_path, lock_log):
+    os.symlink(tmp_path / 'gone', tmp_path / 'run.lock')
+    lock = WorkDirLock(str(tmp_path))
+    lock.acquire()
+    assert not osp.islink(lock.path)
+    lock.release()
+    assert 'symbolic link' in read_log(lock_log)
+
+
+def test_a_live_process_on_this_host_is_never_promised_a_takeover(
+        tmp_path, live_process):
+    write_lock(tmp_path, pid=live_process)
+    with pytest.raises(WorkDirLockedError) as error:
+        WorkDirLock(str(tmp_path), stale_after=600).acquire()
+    message = str(error.value)
+    assert f'Process {live_process} is alive on this host' in message
+    assert 'taken over' not in message and '600' not in message
 
 
 # ------------------------------------------------------------ auto-resume
@@ -156,9 +269,49 @@ def test_moved_work_dir_resumes_its_own_checkpoint(two_epochs, tmp_path):
     shutil.copy(two_epochs / 'epoch_1.pth', work_dir / 'epoch_2.pth')
     runner = resume(moved)
     log = run_log(runner)
-    assert 'outside this work dir' in log
+    assert "outside this run's folders" in log
     assert f'resuming from {moved / "epoch_2.pth"}' in log
     assert 'resumed epoch: 2' in log
+
+
+def test_checkpoints_in_out_dir_are_resumed(tmp_path):
+    """`default_hooks.checkpoint.out_dir`: checkpoints live in
+    OUT_DIR/<work dir name>, `last_checkpoint` in the work dir."""
+    out_dir = tmp_path / 'checkpoints'
+    work_dir = tmp_path / 'run'
+    options = {'default_hooks.checkpoint.out_dir': str(out_dir)}
+    build_runner(smoke_config(work_dir, max_epochs=2, **options)).train()
+    saved = out_dir / 'run' / 'epoch_2.pth'
+    first = (out_dir / 'run' / 'epoch_1.pth').read_bytes()
+    assert saved.is_file() and not list(work_dir.glob('*.pth'))
+    runner = build_runner(smoke_config(work_dir, max_epochs=3, resume=True,
+                                       **options))
+    runner.train()
+    log = run_log(runner)
+    assert f'Auto-resume: resuming from {saved}' in log
+    assert 'resumed epoch: 2' in log and 'starting from scratch' not in log
+    assert (out_dir / 'run' / 'epoch_1.pth').read_bytes() == first
+    assert (out_dir / 'run' / 'epoch_3.pth').is_file()
+
+
+def test_garbage_in_last_checkpoint_is_ignored(two_epochs, tmp_path):
+    work_dir = copy_of(two_epochs, tmp_path)
+    (work_dir / 'last_checkpoint').write_bytes(b'\x80\x81\xfe\x00garbage')
+    runner = resume(work_dir)
+    log = run_log(runner)
+    assert 'does not hold a checkpoint path' in log
+    assert 'resumed epoch: 2' in log
+
+
+def test_a_finished_run_says_it_is_finished(two_epochs, tmp_path):
+    work_dir = copy_of(two_epochs, tmp_path)
+    before = (work_dir / 'epoch_2.pth').read_bytes()
+    runner = resume(work_dir, max_epochs=2)
+    assert runner.epoch == 2
+    assert (f'The run in {work_dir} is finished: {work_dir / "epoch_2.pth"} '
+            'is at epoch 2 of `train_cfg.max_epochs=2`') in run_log(runner)
+    assert (work_dir / 'epoch_2.pth').read_bytes() == before
+    assert not (work_dir / 'epoch_3.pth').exists()
 
 
 def test_nothing_to_resume_says_so_and_starts_fresh(tmp_path):
@@ -177,6 +330,58 @@ def test_partial_file_of_a_killed_save_is_removed(two_epochs, tmp_path):
     assert 'epoch_3.pth.partial' in run_log(runner)
     assert torch.load(work_dir / 'epoch_3.pth',
                       weights_only=False)['meta']['epoch'] == 3
+
+
+def test_nothing_is_written_through_links_out_of_the_work_dir(tmp_path):
+    """A work dir handed over with links in it: the run replaces the links
+    with its own files and leaves what they pointed to alone."""
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    work_dir = tmp_path / 'run'
+    work_dir.mkdir()
+    for name in ('last_checkpoint', 'scalekd_smoke_synthetic.py',
+                 'epoch_1.pth.partial'):
+        (outside / name).write_text('theirs\n')
+        os.symlink(outside / name, work_dir / name)
+    build_runner(smoke_config(work_dir)).train()
+    for name in ('last_checkpoint', 'scalekd_smoke_synthetic.py'):
+        assert (outside / name).read_text() == 'theirs\n'
+        assert not osp.islink(work_dir / name)
+    assert 'epoch_1.pth' in (work_dir / 'last_checkpoint').read_text()
+    assert (outside / 'epoch_1.pth.partial').read_text() == 'theirs\n'
+    assert (work_dir / 'epoch_1.pth').is_file()
+
+
+def test_a_config_in_its_own_work_dir_is_not_overwritten(tmp_path):
+    """`--work-dir` the config's own folder: the merged config is written
+    into the run's log folder, not over the file it was read from."""
+    from mmengine.config import Config
+    from tests.conftest import SMOKE_CONFIG
+    folder = tmp_path / 'experiment'
+    folder.mkdir()
+    source = folder / 'scalekd_smoke_synthetic.py'
+    shutil.copy(SMOKE_CONFIG, source)
+    text = source.read_text()
+    cfg = smoke_config(folder)
+    cfg = Config(cfg.to_dict(), filename=str(source))
+    runner = build_runner(cfg)
+    runner.train()
+    assert source.read_text() == text
+    assert osp.isfile(osp.join(runner.log_dir, 'scalekd_smoke_synthetic.py'))
+    assert 'instead of over it' in run_log(runner)
+
+
+def test_a_test_on_a_training_work_dir_keeps_its_config(two_epochs, tmp_path):
+    work_dir = copy_of(two_epochs, tmp_path)
+    dumped = work_dir / 'scalekd_smoke_synthetic.py'
+    text = dumped.read_text()
+    runner = build_runner(smoke_config(
+        work_dir, load_from=str(work_dir / 'epoch_2.pth'),
+        **{'test_dataloader.dataset.num_samples': 8}))
+    runner.test()
+    assert dumped.read_text() == text
+    assert 'load_from' in open(osp.join(
+        runner.log_dir, 'scalekd_smoke_synthetic.py')).read()
 
 
 def test_checkpoint_is_on_disk_before_it_is_renamed(tmp_path, monkeypatch):

@@ -1,4 +1,6 @@
 """Faults in the data, reported with the file and the config key."""
+import os
+import os.path as osp
 from typing import Optional, Sequence
 
 import numpy as np
@@ -8,7 +10,7 @@ from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
 
-__all__ = ['DataCheckHook', 'DataError']
+__all__ = ['DataCheckHook', 'DataError', 'dataset_build_problem']
 
 
 class DataError(ValueError):
@@ -156,6 +158,69 @@ class DataCheckHook(Hook):
                         outputs=None) -> None:
         self._check_predictions(data_batch, outputs,
                                 'test_dataloader.dataset')
+
+
+def _in_root(cfg: dict, name: str) -> Optional[str]:
+    """A path key of a dataset config as the dataset reads it (relative
+    paths are under ``data_root``)."""
+    value = cfg.get(name)
+    if not isinstance(value, str) or not value:
+        return None
+    root = cfg.get('data_root')
+    return value if osp.isabs(value) or not isinstance(root, str) else \
+        osp.join(root, value)
+
+
+def _first_bad_label(ann_file: str) -> Optional[str]:
+    """``'line N: <line>'`` of the first line of an mmpretrain annotation
+    file (``<image> <class index>``) whose label is not an integer."""
+    try:
+        with open(ann_file, errors='replace') as f:
+            for number, line in enumerate(f, 1):
+                words = line.strip().rsplit(' ', 1)
+                if len(words) == 2 and not words[1].lstrip('-').isdigit():
+                    return f'line {number}: {line.strip()[:200]!r}'
+    except OSError:
+        return None
+    return None
+
+
+def dataset_build_problem(error: Exception, cfg, key: str) -> Optional[str]:
+    """What to tell a user whose dataset ``key`` failed to build, or None
+    when ``error`` is not one of the data mistakes named here: a missing
+    data folder or annotation file (ImageNet not laid out where the config
+    expects it) and an annotation file with labels that are not class
+    indices."""
+    if not hasattr(cfg, 'get'):
+        return None
+    kind = cfg.get('type')
+    if isinstance(error, FileNotFoundError):
+        for name in ('data_root', 'ann_file'):
+            path = cfg.get('data_root') if name == 'data_root' else \
+                _in_root(cfg, name)
+            if isinstance(path, str) and path and not osp.exists(path):
+                hint = (' For ImageNet, lay it out as docs/imagenet.md of '
+                        'mmscalekd says (train/ and val/ class folders, '
+                        'meta/ annotation files) or point the key at '
+                        'yours' if 'imagenet' in f'{kind} {path}'.lower() else
+                        ' Point the key at your data')
+                return (f'`{key}.{name}={cfg.get(name)!r}` does not exist '
+                        f'(relative paths start at {os.getcwd()}).{hint}, '
+                        f'e.g. --cfg-options {key}.{name}=/path/to/it.')
+        return (f'Building `{key}` ({kind}) failed: a file or folder it '
+                f'reads does not exist ({error}). Check `{key}.data_root`, '
+                f'`{key}.data_prefix` and `{key}.ann_file`.')
+    ann_file = _in_root(cfg, 'ann_file')
+    if isinstance(error, ValueError) and ann_file and osp.isfile(ann_file):
+        line = _first_bad_label(ann_file)
+        if line is not None:
+            return (f'`{key}.ann_file` ({ann_file}), {line}: the label is '
+                    'not a class index. Annotation files list "<image '
+                    'path> <class index>" per line, with indices from 0; '
+                    'turn class names into indices (and give the names as '
+                    f'`{key}.metainfo.classes`), or leave `ann_file` out to '
+                    'take the classes from the sub-folder names.')
+    return None
 
 
 class ReportingDataset(torch.utils.data.Dataset):

@@ -26,6 +26,19 @@ def _optimizers(optim_wrapper) -> list:
     return [optim_wrapper.optimizer]
 
 
+def _tensors(value, prefix: str = ''):
+    """(name, tensor) pairs of a nested state (dicts, lists)."""
+    if isinstance(value, torch.Tensor):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f'{prefix}.{key}' if prefix else
+                                str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _tensors(item, f'{prefix}[{index}]')
+
+
 @HOOKS.register_module()
 class FiniteCheckHook(Hook):
     """Check each optimizer step for non-finite losses and gradients.
@@ -41,6 +54,14 @@ class FiniteCheckHook(Hook):
       gradients are the scaler's business: it skips the update and lowers
       its scale. Each skipped step is logged and counted, and the run stops
       after ``max_consecutive_skips`` skipped steps in a row.
+
+    What the step produces is checked too: right after each update, the
+    updated parameters (a finite gradient still gives non-finite weights
+    when the optimizer state or the learning rate is non-finite, e.g. from
+    an edited file), and before each checkpoint is written, every tensor it
+    holds (weights, buffers, EMA weights, optimizer state). A non-finite
+    one stops the run before that checkpoint exists, so auto-resume can
+    never pick a checkpoint with NaN weights.
 
     In a distributed run every process learns what every other process saw
     (one all-reduce of a few numbers per step), so a non-finite loss on one
@@ -66,6 +87,7 @@ class FiniteCheckHook(Hook):
         self.skipped_steps = 0
         self._handles: List = []
         self._stepped = False
+        self._updated = []
 
     def attach(self, model, optim_wrapper,
                iteration: Optional[Callable[[], int]] = None) -> None:
@@ -82,6 +104,8 @@ class FiniteCheckHook(Hook):
         for optimizer in _optimizers(optim_wrapper):
             self._handles.append(
                 optimizer.register_step_pre_hook(self._check_step))
+            self._handles.append(
+                optimizer.register_step_post_hook(self._record_update))
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
@@ -159,9 +183,64 @@ class FiniteCheckHook(Hook):
                 f'every loss term was finite (an overflow in the backward '
                 f'pass), e.g. in {bad[:5]}. ' + _ADVICE)
 
+    # ---------------------------------------------------- what it made
+    def _record_update(self, optimizer, args, kwargs) -> None:
+        """After the update: whether it made any parameter non-finite, as a
+        device flag (read with the iteration's other results, so it adds no
+        synchronisation of its own)."""
+        params = [p for group in optimizer.param_groups
+                  for p in group['params'] if p.grad is not None]
+        if params:
+            norms = torch.stack(
+                [n.float() for n in torch._foreach_norm(params)])
+            self._updated.append((optimizer, ~torch.isfinite(norms).all()))
+
+    def check_update(self) -> None:
+        """Raise if the last update made parameters non-finite (every rank
+        learns whether any rank's did)."""
+        if not self._updated:
+            return
+        updated, self._updated = self._updated, []
+        flag = torch.stack([bad for _, bad in updated]).any().float()
+        if get_world_size() > 1:
+            all_reduce(flag, op='sum')
+        if not bool(flag.item()):
+            return
+        bad = [self._names.get(id(p), '?') for optimizer, _ in updated
+               for group in optimizer.param_groups for p in group['params']
+               if not bool(torch.isfinite(p).all())]
+        lrs = sorted({group.get('lr') for optimizer, _ in updated
+                      for group in optimizer.param_groups}, key=str)
+        raise FloatingPointError(
+            f'The optimizer update of iteration {self._iteration()} made '
+            f'weights non-finite (e.g. {bad[:5]}) although its loss and '
+            'gradients were finite: the optimizer state (momentum, moments) '
+            f'or the learning rate ({lrs[:4]}) is non-finite. Nothing of '
+            'this update was saved. Resume an earlier checkpoint; if this '
+            'run was resumed, its checkpoint carries that state (start from '
+            'its weights with `load_from` instead).')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to write a checkpoint holding NaN / Inf tensors."""
+        bad = []
+        for field in ('state_dict', 'ema_state_dict', 'optimizer'):
+            bad += [f'{field}.{name}' for name, tensor in
+                    _tensors(checkpoint.get(field)) if
+                    tensor.is_floating_point() and
+                    not bool(torch.isfinite(tensor).all())]
+        if bad:
+            meta = checkpoint.get('meta') or {}
+            raise FloatingPointError(
+                f'The checkpoint of epoch {meta.get("epoch")}, iteration '
+                f'{meta.get("iter")} would hold NaN or Inf in {len(bad)} '
+                f'tensor(s) (e.g. {bad[:5]}); it was not written, so the checkpoints on disk stay finite. Lower '
+                'the learning rate or clip gradients and resume from the '
+                'last checkpoint (--resume).')
+
     # ------------------------------------------------- loss-scaled steps
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
+        self.check_update()
         should_update = getattr(runner.optim_wrapper, 'should_update', None)
         if should_update is not None and not should_update():
             return  # accumulating gradients

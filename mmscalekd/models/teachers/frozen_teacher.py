@@ -11,7 +11,9 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
-from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
+from mmscalekd.utils.checkpoint import (CheckpointError,
+                                        check_finite_weights,
+                                        describe_mismatch,
                                         load_state_dict_file)
 from .base import TeacherOutputs, build_teacher_adapter
 
@@ -107,11 +109,16 @@ def load_teacher_weights(teacher: nn.Module, checkpoint: str,
     if mismatch['mismatched']:
         problems.append('tensors of other shapes: ' +
                         '; '.join(mismatch['mismatched'][:5]))
+    if mismatch['dtypes']:
+        problems.append('tensors of another kind of dtype (loading would '
+                        'cast them): ' + '; '.join(mismatch['dtypes'][:5]))
     if problems:
         raise CheckpointError(
             f'`{key}={checkpoint!r}` does not match the teacher built from '
             '`model.teacher.config`: ' + '; '.join(problems) + '.' +
             _layout_hint(mismatch['missing'], mismatch['unexpected']))
+    # Values are read only now that the keys and shapes are the teacher's.
+    check_finite_weights(state_dict, f'`{key}={checkpoint!r}`')
     teacher.load_state_dict(state_dict, strict=True)
 
 
