@@ -22,7 +22,7 @@ from mmengine.registry import init_default_scope
 __all__ = [
     'VARIANTS', 'PRECISIONS', 'TrainStep', 'load_config', 'build_variant',
     'optim_wrapper_cfg', 'compile_student', 'synthetic_batch',
-    'make_train_step', 'build_train_step'
+    'make_train_step', 'build_train_step', 'CHECKS'
 ]
 
 VARIANTS = ('student', 'logit_kd', 'scalekd')
@@ -182,23 +182,36 @@ def synthetic_batch(cfg: Config, model: torch.nn.Module, batch_size: int,
     return inputs, samples
 
 
+CHECKS = ('all', 'before-step', 'none')
+
+
 def make_train_step(model: torch.nn.Module, optim_wrapper,
                     inputs: torch.Tensor, samples: list,
-                    autocast: Callable = contextlib.nullcontext
-                    ) -> Callable[[], None]:
+                    autocast: Callable = contextlib.nullcontext,
+                    checks: str = 'all') -> Callable[[], None]:
     """One training step: ``BaseModel.train_step`` without the data
-    preprocessor (the batch is already preprocessed)."""
-    from mmscalekd.engine import FiniteCheckHook
+    preprocessor (the batch is already preprocessed).
 
-    # Every training run checks each step for non-finite values; so does
-    # the measured step.
-    FiniteCheckHook().attach(model, optim_wrapper, iteration=lambda: 0)
+    Every training run checks each step for non-finite values (the loss and
+    gradients before the update, the weights after it); so does the measured
+    step, unless ``checks`` is ``'before-step'`` (the first only) or
+    ``'none'``, to measure what they cost.
+    """
+    from mmscalekd.engine import FiniteCheckHook
+    if checks not in CHECKS:
+        raise ValueError(f'checks={checks!r}: use one of {CHECKS}.')
+    hook = None
+    if checks != 'none':
+        hook = FiniteCheckHook(check_updates=checks == 'all')
+        hook.attach(model, optim_wrapper, iteration=lambda: 0)
 
     def train_step():
         with optim_wrapper.optim_context(model), autocast():
             losses = model.loss(inputs, samples)
         loss, _ = model.parse_losses(losses)
         optim_wrapper.update_params(loss)
+        if hook is not None:
+            hook.check_update()  # what the hook does after each iteration
 
     return train_step
 
@@ -215,12 +228,14 @@ class TrainStep:
             context for fp32 and fp16, whose autocast the optimizer wrapper
             brings).
         notes (list[str]): what differs from the config.
+        optim_wrapper: the step's optimizer wrapper.
     """
     step: Callable[[], None]
     model: torch.nn.Module
     inputs: torch.Tensor
     autocast: Callable
     notes: List[str]
+    optim_wrapper: object = None
 
 
 def build_train_step(config: str,
@@ -231,7 +246,8 @@ def build_train_step(config: str,
                      precision: str = 'fp32',
                      channels_last: bool = False,
                      compile: bool = False,
-                     lr: Optional[float] = None) -> TrainStep:
+                     lr: Optional[float] = None,
+                     checks: str = 'all') -> TrainStep:
     """The training step of ``variant`` of ``config``, ready to call.
 
     Args:
@@ -248,6 +264,8 @@ def build_train_step(config: str,
             distillers ``model.compile=dict()`` (teacher, student,
             projectors), for ``'student'`` the student's parts.
         lr (float, optional): replaces the optimizer's learning rate.
+        checks (str): which of FiniteCheckHook's checks the step runs
+            (:func:`make_train_step`).
     """
     cfg = load_config(config, options)
     model, notes = build_variant(cfg, variant, precision, compile,
@@ -270,5 +288,6 @@ def build_train_step(config: str,
             return torch.autocast(device.split(':')[0], dtype=dtype)
         return contextlib.nullcontext()
 
-    step = make_train_step(model, optim_wrapper, inputs, samples, autocast)
-    return TrainStep(step, model, inputs, autocast, notes)
+    step = make_train_step(model, optim_wrapper, inputs, samples, autocast,
+                           checks)
+    return TrainStep(step, model, inputs, autocast, notes, optim_wrapper)

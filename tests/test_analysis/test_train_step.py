@@ -83,3 +83,24 @@ def test_a_step_trains_the_student_and_not_the_teacher():
     assert all(torch.equal(a, b)
                for a, b in zip(teacher, model.teacher.parameters()))
     assert model.student.training
+
+
+@pytest.mark.parametrize('checks, stops', [('all', True),
+                                           ('before-step', False),
+                                           ('none', False)])
+def test_the_measured_step_runs_the_checks_a_run_runs(checks, stops):
+    """What the benchmark times includes the update check, unless told not
+    to: a NaN momentum stops the step only where the check is on."""
+    built = build_train_step(SMOKE_CONFIG, variant='scalekd', batch_size=2,
+                             checks=checks)
+    built.step()
+    for state in built.optim_wrapper.optimizer.state.values():
+        state['momentum_buffer'].fill_(float('nan'))
+    weight = built.model.student.backbone.conv1.weight
+    if stops:
+        with pytest.raises(FloatingPointError,
+                           match='made weights non-finite'):
+            built.step()
+    else:
+        built.step()
+    assert not bool(torch.isfinite(weight).all())  # the update happened

@@ -72,17 +72,28 @@ class FiniteCheckHook(Hook):
         max_consecutive_skips (int): consecutive steps the loss scaler may
             skip before the run stops. Defaults to 20 (the dynamic scale has
             then fallen by 2**20).
+        check_updates (bool): check the weights after each update (one norm
+            per parameter tensor a step, docs/benchmarks.md). Defaults to
+            True; without it a non-finite update is caught by the next
+            step's loss check, and the checkpoint check still never writes
+            it.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, max_consecutive_skips: int = 20) -> None:
+    def __init__(self, max_consecutive_skips: int = 20,
+                 check_updates: bool = True) -> None:
         if not isinstance(max_consecutive_skips, int) or isinstance(
                 max_consecutive_skips, bool) or max_consecutive_skips < 1:
             raise ValueError(
                 'FiniteCheckHook: `max_consecutive_skips='
                 f'{max_consecutive_skips!r}` must be an integer >= 1.')
+        if not isinstance(check_updates, bool):
+            raise ValueError(
+                f'FiniteCheckHook: `check_updates={check_updates!r}` must be '
+                'True or False.')
         self.max_consecutive_skips = max_consecutive_skips
+        self.check_updates = check_updates
         self.consecutive_skips = 0
         self.skipped_steps = 0
         self._handles: List = []
@@ -104,8 +115,9 @@ class FiniteCheckHook(Hook):
         for optimizer in _optimizers(optim_wrapper):
             self._handles.append(
                 optimizer.register_step_pre_hook(self._check_step))
-            self._handles.append(
-                optimizer.register_step_post_hook(self._record_update))
+            if self.check_updates:
+                self._handles.append(
+                    optimizer.register_step_post_hook(self._record_update))
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
