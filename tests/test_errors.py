@@ -451,12 +451,63 @@ CASES = {
         t, validate=True, val_cfg=dict(evaluate_teacher='sometimes'))
     ).train(), ValueError,
             r"val_cfg\.evaluate_teacher='sometimes'.*'first'"),
+    'E90': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, num_heads='2'))), TypeError,
+            r"model\.final_stage\.projector.*`num_heads='2'` must be an "
+            'integer'),
+    'E91': (lambda t: build_distiller(perception_stage=dict(
+        teacher_split=1.5)), TypeError,
+            r'model\.perception_stage\.teacher_split=1\.5` must be an '
+            'integer'),
+    'E92': (lambda t: build_distiller(perception_stage=dict(student_tap='')),
+            ValueError,
+            r"model\.perception_stage\.student_tap=''` names the whole "
+            r"student.*'backbone\.layer3'"),
+    'E93': (lambda t: build_distiller(final_stage=dict(loss=dict(
+        DFM, spatial_weight='0.08'))), TypeError,
+            r"model\.final_stage\.loss.*`spatial_weight='0\.08'` must be a "
+            'number.*without quotes'),
+    'E94': (lambda t: build_distiller(input_size=(64, )), ValueError,
+            r'model\.input_size=\(64,\)` must be a positive integer or an '
+            r'\(H, W\) pair'),
+    'E95': (lambda t: build_distiller(logit_kd=dict(
+        type='LogitKDLoss', alpha=None)), TypeError,
+            r'model\.logit_kd.*`alpha=None` must be a number in \[0, 1\].*'
+            r'0\.5'),
+    'E96': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, softmax_scale='5.0'))), TypeError,
+            r"model\.final_stage\.projector.*`softmax_scale='5\.0'` must be "
+            r'a number > 0.*5\.0'),
+    'E97': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, mlp_ratio=4.0))), TypeError,
+            r'model\.final_stage\.projector.*`mlp_ratio=4\.0` must be an '
+            'integer >= 1'),
+    'E98': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, self_query='False'))), TypeError,
+            r"model\.final_stage\.projector.*`self_query='False'` must be "
+            'True or False'),
+    'E99': (lambda t: build_distiller(teacher=dict(input_size=0)),
+            ValueError, r'model\.teacher\.input_size=0` must be a positive '
+            'integer'),
+    'E100': (lambda t: build_distiller(input_channels=0), ValueError,
+             r'model\.input_channels=0` must be an integer >= 1'),
+    'E101': (lambda t: build_distiller(student_tokens=dict(grid='14')),
+             TypeError, r"model\.student_tokens\.grid='14'` must be a "
+             r'positive integer or an \(H, W\) pair.*\(14, 14\)'),
+    'E102': (lambda t: build_distiller(student_tokens=dict(
+        extra_tokens='1')), TypeError,
+             r"model\.student_tokens\.extra_tokens='1'` must be an integer "
+             '>= 0'),
+    'E103': (lambda t: build_distiller(teacher=dict(
+        mean=[123.7, 116.3, 103.5], std=[58.4, 0, 57.4])), ValueError,
+             r'model\.teacher\.std=\[58\.4, 0, 57\.4\]` must be a list of '
+             r'finite numbers > 0, one per image channel; 0 is not'),
 }
 
 
 def test_table_and_tests_list_the_same_rows():
     with open(osp.join(REPO_ROOT, 'docs', 'errors.md')) as f:
-        documented = set(re.findall(r'^\| (E\d\d) \|', f.read(), re.M))
+        documented = set(re.findall(r'^\| (E\d{2,3}) \|', f.read(), re.M))
     assert documented == set(CASES)
     assert len(documented) >= 40
 
