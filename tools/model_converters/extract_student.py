@@ -108,7 +108,7 @@ def timm_state_dict(student_cfg: dict,
     if head_type != 'LinearClsHead' or student_cfg.get('neck') is not None:
         raise ValueError(
             'A timm student exports to timm with `neck=None` and a '
-            f'`LinearClsHead`; this one has neck={student_cfg.get("neck")} '
+            f'`LinearClsHead`; this one has neck={student_cfg.get("neck")!r} '
             f'and head {head_type!r}.')
     prefix = 'backbone.model.'
     weights = {

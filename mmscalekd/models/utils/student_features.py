@@ -109,7 +109,7 @@ class StudentFeatureReader:
         if grid is None or grid[0] * grid[1] != num_patches:
             raise ValueError(
                 f'{key} gives {output.shape[1]} tokens; with '
-                f'`model.student_tokens.extra_tokens={self.extra_tokens}` '
+                f'`model.student_tokens.extra_tokens={self.extra_tokens!r}` '
                 f'that leaves {num_patches} patch tokens, which do not fit '
                 f'{"the grid " + str(grid) if grid else "any patch grid"} of '
                 f'a {tuple(input_size)} input. Set '
