@@ -141,6 +141,24 @@ def _extract_other_student(tmp_path):
     tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
 
 
+def _extract_diverged_student(tmp_path):
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
+                              'extract_student.py'))
+    state = build_distiller().state_dict()
+    state['student.head.fc.weight'][0, 0] = float('inf')
+    path = tmp_path / 'diverged.pth'
+    torch.save(dict(state_dict=state, meta=dict()), path)
+    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+
+
+def _vis_empty_image(tmp_path):
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
+                              'vis_projector_attention.py'))
+    (tmp_path / 'empty.png').write_bytes(b'')
+    tool.main([SMOKE_CONFIG, _checkpoint(tmp_path),
+               str(tmp_path / 'empty.png'), '--out', str(tmp_path / 'x.png')])
+
+
 def _vis_other_config(tmp_path):
     from mmengine.config import Config
     tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
@@ -502,6 +520,12 @@ CASES = {
         mean=[123.7, 116.3, 103.5], std=[58.4, 0, 57.4])), ValueError,
              r'model\.teacher\.std=\[58\.4, 0, 57\.4\]` must be a list of '
              r'finite numbers > 0, one per image channel; 0 is not'),
+    'E104': (lambda t: _extract_diverged_student(t), CheckpointError,
+             r"CHECKPOINT '.*diverged\.pth' holds NaN or Inf values in 1 "
+             r"student tensor\(s\) \(e\.g\. \['student\.head\.fc\.weight'\]"
+             r'\).*before the divergence'),
+    'E105': (lambda t: _vis_empty_image(t), ValueError,
+             r"IMAGE '.*empty\.png' is an empty file \(0 bytes\)"),
 }
 
 
