@@ -76,11 +76,13 @@ def student_state_dict(
 def checked_student_state_dict(student_cfg: dict, checkpoint: str,
                                state_dict: Dict[str, torch.Tensor]
                                ) -> Dict[str, torch.Tensor]:
-    """The student's weights, refused unless they fit the config's student.
+    """The student's weights, refused unless they fit the config's student
+    and are finite.
 
     A checkpoint of another run (another student width or depth, a student
     trained alone) would otherwise be written out as if it were this
-    student, and fail (or, worse, half-load) only where it is used.
+    student, and fail (or, worse, half-load) only where it is used; one of a
+    diverged run would give a student that predicts nothing.
     """
     from mmengine.registry import init_default_scope
 
@@ -270,7 +272,7 @@ def _backbone_header(config: str) -> str:
     return '\n'.join([
         f'# The student backbone of {config}, written by',
         '# tools/model_converters/extract_student.py beside backbone.pth:',
-        "# its type and arguments, so that every weight of the file fits.",
+        '# its type and arguments, so that every weight of the file fits.',
         "# Use `backbone` as a downstream model's backbone (with",
         "# `_delete_=True` in place of that model's own); its init_cfg",
         '# loads backbone.pth.',

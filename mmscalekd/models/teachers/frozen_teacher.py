@@ -11,10 +11,10 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
-from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
-                                        load_state_dict_file)
 from mmscalekd.models.utils.config_values import (check_choice,
                                                   check_numbers, check_size)
+from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
+                                        load_state_dict_file)
 from .base import TeacherOutputs, build_teacher_adapter
 
 __all__ = [
@@ -253,8 +253,8 @@ class FrozenTeacher(nn.Module):
             raise KeyError('Give both `model.teacher.mean` and '
                            '`model.teacher.std`, or neither.')
         if mean is not None:
-            mean = check_numbers(mean, 'model.teacher.mean')
-            std = check_numbers(std, 'model.teacher.std', greater_than=0)
+            check_numbers(mean, 'model.teacher.mean')
+            check_numbers(std, 'model.teacher.std', greater_than=0)
             if len(mean) != len(std):
                 raise ValueError(
                     f'`model.teacher.mean={mean!r}` and `model.teacher.std='
