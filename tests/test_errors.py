@@ -141,6 +141,24 @@ def _extract_other_student(tmp_path):
     tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
 
 
+def _extract_diverged_student(tmp_path):
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
+                              'extract_student.py'))
+    state = build_distiller().state_dict()
+    state['student.head.fc.weight'][0, 0] = float('inf')
+    path = tmp_path / 'diverged.pth'
+    torch.save(dict(state_dict=state, meta=dict()), path)
+    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+
+
+def _vis_empty_image(tmp_path):
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
+                              'vis_projector_attention.py'))
+    (tmp_path / 'empty.png').write_bytes(b'')
+    tool.main([SMOKE_CONFIG, _checkpoint(tmp_path),
+               str(tmp_path / 'empty.png'), '--out', str(tmp_path / 'x.png')])
+
+
 def _vis_other_config(tmp_path):
     from mmengine.config import Config
     tool = load_tool(osp.join(REPO_ROOT, 'tools', 'visualization',
@@ -622,12 +640,69 @@ CASES = {
             CheckpointError,
             r"load_from=.*weights\.pth.*NaN or Inf values in 1 tensor\(s\) "
             r"\(e\.g\. \['student\.head\.fc\.bias'\]\)"),
+    'E90': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, num_heads='2'))), TypeError,
+            r"model\.final_stage\.projector.*`num_heads='2'` must be an "
+            'integer'),
+    'E91': (lambda t: build_distiller(perception_stage=dict(
+        teacher_split=1.5)), TypeError,
+            r'model\.perception_stage\.teacher_split=1\.5` must be an '
+            'integer'),
+    'E92': (lambda t: build_distiller(perception_stage=dict(student_tap='')),
+            ValueError,
+            r"model\.perception_stage\.student_tap=''` names the whole "
+            r"student.*'backbone\.layer3'"),
+    'E93': (lambda t: build_distiller(final_stage=dict(loss=dict(
+        DFM, spatial_weight='0.08'))), TypeError,
+            r"model\.final_stage\.loss.*`spatial_weight='0\.08'` must be a "
+            'number.*without quotes'),
+    'E94': (lambda t: build_distiller(input_size=(64, )), ValueError,
+            r'model\.input_size=\(64,\)` must be a positive integer or an '
+            r'\(H, W\) pair'),
+    'E95': (lambda t: build_distiller(logit_kd=dict(
+        type='LogitKDLoss', alpha=None)), TypeError,
+            r'model\.logit_kd.*`alpha=None` must be a number in \[0, 1\].*'
+            r'0\.5'),
+    'E96': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, softmax_scale='5.0'))), TypeError,
+            r"model\.final_stage\.projector.*`softmax_scale='5\.0'` must be "
+            r'a number > 0.*5\.0'),
+    'E97': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, mlp_ratio=4.0))), TypeError,
+            r'model\.final_stage\.projector.*`mlp_ratio=4\.0` must be an '
+            'integer >= 1'),
+    'E98': (lambda t: build_distiller(final_stage=dict(projector=dict(
+        CAP, self_query='False'))), TypeError,
+            r"model\.final_stage\.projector.*`self_query='False'` must be "
+            'True or False'),
+    'E99': (lambda t: build_distiller(teacher=dict(input_size=0)),
+            ValueError, r'model\.teacher\.input_size=0` must be a positive '
+            'integer'),
+    'E100': (lambda t: build_distiller(input_channels=0), ValueError,
+             r'model\.input_channels=0` must be an integer >= 1'),
+    'E101': (lambda t: build_distiller(student_tokens=dict(grid='14')),
+             TypeError, r"model\.student_tokens\.grid='14'` must be a "
+             r'positive integer or an \(H, W\) pair.*\(14, 14\)'),
+    'E102': (lambda t: build_distiller(student_tokens=dict(
+        extra_tokens='1')), TypeError,
+             r"model\.student_tokens\.extra_tokens='1'` must be an integer "
+             '>= 0'),
+    'E103': (lambda t: build_distiller(teacher=dict(
+        mean=[123.7, 116.3, 103.5], std=[58.4, 0, 57.4])), ValueError,
+             r'model\.teacher\.std=\[58\.4, 0, 57\.4\]` must be a list of '
+             r'finite numbers > 0, one per image channel; 0 is not'),
+    'E104': (lambda t: _extract_diverged_student(t), CheckpointError,
+             r"CHECKPOINT '.*diverged\.pth' holds NaN or Inf values in 1 "
+             r"student tensor\(s\) \(e\.g\. \['student\.head\.fc\.weight'\]"
+             r'\).*before the divergence'),
+    'E105': (lambda t: _vis_empty_image(t), ValueError,
+             r"IMAGE '.*empty\.png' is an empty file \(0 bytes\)"),
 }
 
 
 def test_table_and_tests_list_the_same_rows():
     with open(osp.join(REPO_ROOT, 'docs', 'errors.md')) as f:
-        documented = set(re.findall(r'^\| (E\d\d) \|', f.read(), re.M))
+        documented = set(re.findall(r'^\| (E\d{2,3}) \|', f.read(), re.M))
     assert documented == set(CASES)
     assert len(documented) >= 40
 

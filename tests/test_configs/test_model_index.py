@@ -3,18 +3,22 @@
 ``model-index.yml`` imports ``configs/scalekd/metafile.yml``; setup.py ships
 both in ``mmscalekd/.mim``, where mim looks for ``model-index.yml``. These
 tests read the repository's files with mim's own loader and table builder,
-then run ``mim search`` on the installed package. They parse no config, so
-they take seconds.
+then run ``mim search`` on the installed package. They parse none of our
+configs (only the few mmpretrain configs they inherit), so they take
+seconds.
 """
 import ast
+import functools
 import glob
 import os.path as osp
 import re
 import subprocess
 import sys
 
+import mmpretrain
 import pytest
 import yaml
+from mmengine.config import Config
 from mim.commands.search import convert2df, filter_by_models
 from modelindex.load_model_index import load
 
@@ -70,6 +74,51 @@ def base_chain(config):
     return local, mmpretrain
 
 
+@functools.lru_cache(maxsize=None)
+def mmpretrain_config(base):
+    """An ``mmpretrain::`` config, parsed from mmpretrain's own files."""
+    return Config.fromfile(osp.join(
+        osp.dirname(mmpretrain.__file__), '.mim', 'configs',
+        base[len('mmpretrain::'):]))
+
+
+def batch_per_gpu(config):
+    """``train_dataloader.batch_size`` of a config: the nearest file of its
+    chain that sets it, read from the text; else the mmpretrain base's."""
+    local, mmpretrain_bases = base_chain(config)
+    for path in local:
+        tree = ast.parse(open(osp.join(REPO_ROOT, path)).read())
+        for node in tree.body:
+            if (isinstance(node, ast.Assign)
+                    and getattr(node.targets[0], 'id', None) ==
+                    'train_dataloader' and isinstance(node.value, ast.Call)):
+                for key in node.value.keywords:
+                    if key.arg == 'batch_size':
+                        return ast.literal_eval(key.value)
+    for base in reversed(mmpretrain_bases):
+        if 'train_dataloader' in mmpretrain_config(base):
+            return mmpretrain_config(base).train_dataloader.batch_size
+    return None
+
+
+def batch_problems(model):
+    """Where a metafile entry's batch disagrees with its name
+    (``<gpus>xb<per GPU>``) or with what its config trains with."""
+    name = name_of(model['Config'])
+    gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)[-_]', name).groups())
+    problems = []
+    if model['Metadata']['Batch Size'] != gpus * per_gpu:
+        problems.append(
+            f'{name}: Batch Size {model["Metadata"]["Batch Size"]} in '
+            f'{METAFILE}, {gpus} x {per_gpu} in the name')
+    config_batch = batch_per_gpu(model['Config'])
+    if config_batch != per_gpu:
+        problems.append(f'{name}: {per_gpu} per GPU in the name, '
+                        f'train_dataloader.batch_size={config_batch} in '
+                        'the config')
+    return problems
+
+
 def teacher_checkpoints():
     """``model.teacher.checkpoint`` of each config that sets one."""
     found = {}
@@ -117,8 +166,7 @@ def test_metadata_agrees_with_the_configs():
         resnet_d = any('ResNetV1d' in open(osp.join(REPO_ROOT, c)).read()
                        for c in local)
         assert resnet_d == meta['Student'].startswith('ResNet-50-D'), name
-        gpus, per_gpu = re.search(r'_(\d+)xb(\d+)[-_]', name).groups()
-        assert meta['Batch Size'] == int(gpus) * int(per_gpu), name
+        assert batch_problems(model) == []
         if name.startswith('student_'):
             assert model['In Collection'] == 'Student' and (
                 'Teacher' not in meta), name
@@ -127,6 +175,25 @@ def test_metadata_agrees_with_the_configs():
             assert meta['Teacher'].lower().startswith(teacher), name
             assert model['In Collection'] == (
                 'Logit-KD' if name.startswith('logit-kd_') else 'ScaleKD')
+
+
+def test_batch_check_sees_a_name_that_is_not_the_batch(tmp_path):
+    """A config named 32xb128 that trains with 32 images per GPU is caught,
+    whatever batch the metafile lists for it."""
+    base = "_base_ = ['mmpretrain::convnext/convnext-tiny_32xb128_in1k.py']\n"
+    config = tmp_path / 'student_convnext-tiny_32xb128_in1k.py'
+    config.write_text(base + 'train_dataloader = dict(batch_size=32)\n')
+    name = config.stem
+    entry = dict(Config=str(config), Metadata={'Batch Size': 4096})
+    config_differs = (f'{name}: 128 per GPU in the name, '
+                      'train_dataloader.batch_size=32 in the config')
+    assert batch_problems(entry) == [config_differs]
+    assert batch_problems(dict(entry, Metadata={'Batch Size': 1024})) == [
+        f'{name}: Batch Size 1024 in {METAFILE}, 32 x 128 in the name',
+        config_differs]
+    # without its override it trains with the mmpretrain base's 128
+    config.write_text(base)
+    assert batch_problems(entry) == []
 
 
 def test_paper_figures_are_marked_as_the_papers_and_in_the_headers():

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from mmpretrain import ImageClassificationInferencer, get_model
 from mmpretrain.registry import MODELS
 
+from mmscalekd.utils import CheckpointError
 from tests.conftest import (IMAGE_SIZE, NUM_CLASSES, REPO_ROOT, SMOKE_CONFIG,
                             load_tool, make_batch, run_command)
 
@@ -165,18 +166,19 @@ def test_extracted_student_predicts_like_the_distiller(tmp_path, name):
                                want.pred_score.numpy(), rtol=1e-5,
                                atol=1e-6)
 
-    # (b) the backbone alone, as mmdet / mmseg initialise a backbone.
-    backbone_cfg = Config.fromfile(config).model.student.backbone.to_dict()
-    backbone_cfg['init_cfg'] = dict(
-        type='Pretrained', checkpoint=str(out / 'backbone.pth'),
-        prefix='backbone.')
-    backbone = MODELS.build(backbone_cfg)
+    # (b) the backbone alone, as mmdet / mmseg initialise a backbone: from
+    # the config written beside it, whose init_cfg loads it ...
+    backbone = MODELS.build(
+        Config.fromfile(str(out / 'backbone_config.py')).backbone)
     backbone.init_weights()
     want_backbone = distiller.student.backbone.state_dict()
     have_backbone = backbone.state_dict()
     assert have_backbone.keys() == want_backbone.keys()
     for key, value in want_backbone.items():
         torch.testing.assert_close(have_backbone[key], value)
+    # ... and strictly: every key of the file fits that backbone.
+    load_checkpoint(backbone, str(out / 'backbone.pth'), strict=True,
+                    revise_keys=[(r'^backbone\.', '')])
 
     # (c) timm students: a file timm itself loads strictly.
     if name.startswith('timm-'):
@@ -195,6 +197,123 @@ def test_extracted_student_predicts_like_the_distiller(tmp_path, name):
                 distiller.student(data['inputs'], mode='tensor'))
     else:
         assert not any(f.endswith('.safetensors') for f in files)
+
+
+# Builds the backbone of backbone_config.py in a Python where `import
+# mmscalekd` fails, loads backbone.pth into it strictly and by the config's
+# init_cfg, and saves both state dicts for the test to compare.
+BACKBONE_WITHOUT_MMSCALEKD = """
+import sys
+sys.modules['mmscalekd'] = None
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+from mmpretrain.registry import MODELS
+out = sys.argv[1]
+cfg = Config.fromfile(out + '/backbone_config.py')
+by_init_cfg = MODELS.build(cfg.backbone)
+by_init_cfg.init_weights()
+strict = MODELS.build(cfg.backbone)
+load_checkpoint(strict, out + '/backbone.pth', strict=True,
+                revise_keys=[(r'^backbone\\.', '')])
+torch.save(dict(type=type(strict).__name__, strict=strict.state_dict(),
+                init_cfg=by_init_cfg.state_dict()), out + '/built.pth')
+"""
+
+RESNET_D = dict(
+    type='ImageClassifier',
+    backbone=dict(type='ResNetV1d', depth=18, base_channels=16,
+                  drop_path_rate=0.05),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+              in_channels=128))
+
+
+def _checkpoint_of(tmp_path, student, tap3, tap4, transform=lambda s: s):
+    """A distillation config with this student and a checkpoint of its
+    (untrained) distiller, as extract_student reads them."""
+    cfg = Config.fromfile(SMOKE_CONFIG)
+    cfg.model.student = student
+    cfg.model.perception_stage.student_tap = tap3
+    cfg.model.final_stage.student_tap = tap4
+    config = str(tmp_path / 'distill.py')
+    cfg.dump(config)
+    model_cfg = cfg.model.to_dict()
+    model_cfg['data_preprocessor'] = cfg.data_preprocessor.to_dict()
+    torch.manual_seed(0)
+    distiller = MODELS.build(model_cfg)
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=transform(distiller.state_dict()),
+                    meta=dict()), path)
+    return distiller, config, str(path)
+
+
+@pytest.mark.parametrize('name', ['resnet-d', 'deit'])
+def test_backbone_loads_strictly_from_its_own_config(tool, tmp_path, name):
+    """backbone.pth loads into the backbone its config builds, where only
+    mmpretrain is installed: every key fits (a ResNet-D stem is no ResNet
+    stem) and the weights are the student's."""
+    student, tap3, tap4 = ((RESNET_D, 'backbone.layer3', 'backbone.layer4')
+                           if name == 'resnet-d' else STUDENTS[name])
+    distiller, config, checkpoint = _checkpoint_of(tmp_path, student, tap3,
+                                                   tap4)
+    out = tmp_path / 'student'
+    written = tool.extract_student(config, checkpoint, str(out))
+    assert written['backbone_config'] == str(out / 'backbone_config.py')
+    backbone = Config.fromfile(written['backbone_config']).backbone
+    # the type, scoped to mmpretrain, and every argument of the config
+    assert backbone.pop('type') == f'mmpretrain.{student["backbone"]["type"]}'
+    assert backbone.pop('init_cfg') == dict(
+        type='Pretrained', checkpoint=str(out / 'backbone.pth'),
+        prefix='backbone.')
+    given = dict(student['backbone'])
+    given.pop('type')
+    assert backbone.to_dict() == given
+
+    run_command([sys.executable, '-c', BACKBONE_WITHOUT_MMSCALEKD, str(out)])
+    built = torch.load(out / 'built.pth')
+    assert built['type'] == student['backbone']['type']
+    want = distiller.student.backbone.state_dict()
+    for state in (built['strict'], built['init_cfg']):
+        assert state.keys() == want.keys()
+        for key, value in want.items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    if name == 'resnet-d':
+        # the type of the old hint, `ResNet`, fits the file only in part
+        resnet = MODELS.build(dict(RESNET_D['backbone'], type='ResNet'))
+        with pytest.raises(RuntimeError, match='stem'):
+            load_checkpoint(resnet, str(out / 'backbone.pth'), strict=True,
+                            revise_keys=[(r'^backbone\.', '')])
+
+
+def test_a_timm_backbone_config_imports_mmscalekd(tool, tmp_path):
+    student, _, _ = STUDENTS['timm-mobilenet-v1']
+    cfg = tool.backbone_config(student, str(tmp_path / 'backbone.pth'))
+    assert cfg.backbone.type == 'mmpretrain.TimmStudentBackbone'
+    assert cfg.backbone.model_name == 'mobilenetv1_100'
+    assert cfg.custom_imports.imports == ['mmpretrain.models', 'mmscalekd']
+    assert tool.backbone_config(RESNET_D, 'b.pth').custom_imports.imports == [
+        'mmpretrain.models']
+
+
+def test_non_finite_student_weights_are_refused(tool, tmp_path):
+    def diverged(state):
+        state['student.head.fc.bias'] = torch.full_like(
+            state['student.head.fc.bias'], float('nan'))
+        state['student.backbone.conv1.weight'][0, 0, 0, 0] = float('inf')
+        return state
+
+    _, config, checkpoint = _checkpoint_of(
+        tmp_path, STUDENTS['resnet'][0], 'backbone.layer3', 'backbone.layer4',
+        diverged)
+    out = tmp_path / 'student'
+    with pytest.raises(CheckpointError,
+                       match=r"CHECKPOINT '.*epoch_1\.pth' holds NaN or Inf "
+                       r"values in 2 student tensor\(s\) \(e\.g\. \["
+                       r"'student\.backbone\.conv1\.weight', "
+                       r"'student\.head\.fc\.bias'\]\)"):
+        tool.extract_student(config, checkpoint, str(out))
+    assert not out.exists()
 
 
 def test_a_checkpoint_without_a_student_is_refused(tmp_path):

@@ -163,3 +163,14 @@ def test_warnings_pass_and_level_is_restored(tool, checkpoint, image_file,
         assert logger.level == level
     finally:
         logger.removeHandler(handler)
+
+
+def test_an_empty_image_file_is_refused_naming_it(tool, tmp_path):
+    path = tmp_path / 'empty.png'
+    path.write_bytes(b'')
+    with pytest.raises(ValueError, match=r"IMAGE '.*empty\.png' is an empty "
+                       r'file \(0 bytes\).*pass an image file'):
+        # refused before the model is built: no checkpoint is needed
+        tool.main([SMOKE_CONFIG, str(tmp_path / 'missing.pth'), str(path),
+                   '--out', str(tmp_path / 'x.png')])
+    assert not (tmp_path / 'x.png').exists()

@@ -18,9 +18,14 @@ Writes, into OUT_DIR:
                                     pretrained='OUT_DIR/student.pth')
 
 - ``backbone.pth``: the backbone alone (keys ``backbone.*``), for a
-  downstream mmdet / mmseg model:
-  ``init_cfg=dict(type='Pretrained', checkpoint='OUT_DIR/backbone.pth',
-  prefix='backbone.')``.
+  downstream mmdet / mmseg model, and ``backbone_config.py``: that
+  backbone's own config, ``backbone = dict(type='mmpretrain.ResNetV1d',
+  depth=50, ..., init_cfg=dict(type='Pretrained',
+  checkpoint='OUT_DIR/backbone.pth', prefix='backbone.'))``. Its type and
+  arguments are the student's, so every key of the file fits the backbone
+  it builds; a backbone of another type (``ResNet`` for a ``ResNetV1d``
+  student) would load the file only in part, with a warning, and keep the
+  rest random.
 - ``<timm model name>.safetensors`` for students built on
   ``TimmStudentBackbone``: the timm model with the student's head as its
   classifier, which ``timm.create_model(name, pretrained=True,
@@ -28,7 +33,8 @@ Writes, into OUT_DIR:
   loads strictly.
 
 Projectors and the frozen teacher are left behind (the teacher is never in
-training checkpoints).
+training checkpoints). A checkpoint whose student weights hold NaN or Inf
+(saved from a diverged run) is refused, and nothing is written.
 
 Usage::
 
@@ -44,9 +50,9 @@ import torch
 from mmengine.config import Config
 
 __all__ = [
-    'checked_student_state_dict', 'extract_student', 'mmscalekd_types',
-    'student_config', 'student_state_dict', 'timm_classifier_config',
-    'timm_state_dict'
+    'backbone_config', 'checked_student_state_dict', 'extract_student',
+    'mmscalekd_types', 'student_config', 'student_state_dict',
+    'timm_classifier_config', 'timm_state_dict'
 ]
 
 STUDENT_PREFIX = 'student.'
@@ -70,22 +76,33 @@ def student_state_dict(
 def checked_student_state_dict(student_cfg: dict, checkpoint: str,
                                state_dict: Dict[str, torch.Tensor]
                                ) -> Dict[str, torch.Tensor]:
-    """The student's weights, refused unless they fit the config's student.
+    """The student's weights, refused unless they fit the config's student
+    and are finite.
 
     A checkpoint of another run (another student width or depth, a student
     trained alone) would otherwise be written out as if it were this
-    student, and fail (or, worse, half-load) only where it is used.
+    student, and fail (or, worse, half-load) only where it is used; one of a
+    diverged run would give a student that predicts nothing.
     """
     from mmengine.registry import init_default_scope
 
     from mmpretrain.registry import MODELS
 
     from mmscalekd.engine.training_checkpoint import check_model_weights
+    from mmscalekd.utils import CheckpointError
+    from mmscalekd.utils.checkpoint import non_finite_entries
     student = student_state_dict(state_dict)
     init_default_scope('mmpretrain')
     model = MODELS.build(copy.deepcopy(student_cfg))
     check_model_weights(model, student,
                         f'CHECKPOINT {checkpoint!r} (its student.* weights)')
+    bad = [STUDENT_PREFIX + name for name in non_finite_entries(student)]
+    if bad:
+        raise CheckpointError(
+            f'CHECKPOINT {checkpoint!r} holds NaN or Inf values in '
+            f'{len(bad)} student tensor(s) (e.g. {bad[:5]}): it was saved '
+            'from a diverged run. Extract a checkpoint from before the '
+            'divergence.')
     return student
 
 
@@ -108,7 +125,7 @@ def timm_state_dict(student_cfg: dict,
     if head_type != 'LinearClsHead' or student_cfg.get('neck') is not None:
         raise ValueError(
             'A timm student exports to timm with `neck=None` and a '
-            f'`LinearClsHead`; this one has neck={student_cfg.get("neck")} '
+            f'`LinearClsHead`; this one has neck={student_cfg.get("neck")!r} '
             f'and head {head_type!r}.')
     prefix = 'backbone.model.'
     weights = {
@@ -227,6 +244,41 @@ def student_config(cfg: Config) -> Config:
     return out
 
 
+def backbone_config(student_cfg: dict, backbone_file: str) -> Config:
+    """The student's backbone as a config of its own, for ``backbone.pth``.
+
+    ``backbone`` is the student's backbone dict as the distillation config
+    gives it (type and every argument), with its type scoped to mmpretrain
+    (mmdet and mmseg register backbones of the same names whose weights are
+    named otherwise) and an ``init_cfg`` that loads ``backbone_file``;
+    ``custom_imports`` registers the type (mmscalekd too for its own
+    backbones, e.g. ``TimmStudentBackbone``).
+    """
+    backbone = copy.deepcopy(dict(student_cfg['backbone']))
+    imports = ['mmpretrain.models']
+    if mmscalekd_types(dict(type=backbone['type'])):
+        imports.append('mmscalekd')
+    if '.' not in backbone['type']:
+        backbone['type'] = f'mmpretrain.{backbone["type"]}'
+    backbone['init_cfg'] = dict(
+        type='Pretrained', checkpoint=osp.abspath(backbone_file),
+        prefix='backbone.')
+    return Config(dict(
+        custom_imports=dict(imports=imports, allow_failed_imports=False),
+        backbone=backbone))
+
+
+def _backbone_header(config: str) -> str:
+    return '\n'.join([
+        f'# The student backbone of {config}, written by',
+        '# tools/model_converters/extract_student.py beside backbone.pth:',
+        '# its type and arguments, so that every weight of the file fits.',
+        "# Use `backbone` as a downstream model's backbone (with",
+        "# `_delete_=True` in place of that model's own); its init_cfg",
+        '# loads backbone.pth.',
+    ]) + '\n'
+
+
 def _config_header(cfg: Config, config: str) -> str:
     lines = [
         f'# The student of {config}, written by',
@@ -256,7 +308,7 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
 
     Returns:
         dict: kind (``'student'``, ``'config'``, ``'backbone'``,
-        ``'timm'``) -> path written.
+        ``'backbone_config'``, ``'timm'``) -> path written.
     """
     from mmscalekd.engine.training_checkpoint import read_training_checkpoint
     cfg = Config.fromfile(config)
@@ -279,7 +331,8 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
     written = dict(
         student=osp.join(out_dir, 'student.pth'),
         config=osp.join(out_dir, 'student_config.py'),
-        backbone=osp.join(out_dir, 'backbone.pth'))
+        backbone=osp.join(out_dir, 'backbone.pth'),
+        backbone_config=osp.join(out_dir, 'backbone_config.py'))
     timm_weights = timm_state_dict(student_cfg, student)
     out_cfg = student_config(cfg)
     # A timm student is written as a TimmClassifier: timm's names.
@@ -292,6 +345,9 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
     backbone = {k: v for k, v in student.items() if k.startswith('backbone.')}
     torch.save(dict(meta=student_meta, state_dict=backbone),
                written['backbone'])
+    with open(written['backbone_config'], 'w') as f:
+        f.write(_backbone_header(config) + backbone_config(
+            student_cfg, written['backbone']).pretty_text)
 
     if timm_weights is not None:
         from safetensors.torch import save_file
@@ -304,8 +360,8 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Extract the student of a ScaleKD checkpoint as an '
-        'mmpretrain checkpoint, a backbone checkpoint and (timm students) a '
-        'timm safetensors file.')
+        'mmpretrain checkpoint, a backbone checkpoint with its config and '
+        '(timm students) a timm safetensors file.')
     parser.add_argument('config', help='the distillation config')
     parser.add_argument('checkpoint', help='the distillation checkpoint')
     parser.add_argument('out_dir', help='folder for the student files')

@@ -109,6 +109,10 @@ def load_image(cfg: Config, image: str) -> dict:
     Configs on in-memory datasets have no loading step; mmpretrain's
     ``LoadImageFromFile`` is then put first, as a file dataset would have it.
     """
+    if osp.isfile(image) and osp.getsize(image) == 0:
+        raise ValueError(
+            f'IMAGE {image!r} is an empty file (0 bytes), e.g. a download or '
+            'copy that did not finish; pass an image file (PNG, JPEG, ...).')
     pipeline = list(cfg.test_dataloader.dataset.pipeline)
     if not str(pipeline[0]['type']).endswith('LoadImageFromFile'):
         pipeline.insert(0, dict(type='LoadImageFromFile'))
@@ -231,9 +235,9 @@ def _run(args: argparse.Namespace) -> torch.Tensor:
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    model = build_model(cfg, args.checkpoint, args.device)
-
+    # The image first: a bad file is refused before the (slow) model build.
     packed = load_image(cfg, args.image)
+    model = build_model(cfg, args.checkpoint, args.device)
     data = model.data_preprocessor(
         dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]),
         False)

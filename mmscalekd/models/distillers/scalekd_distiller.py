@@ -10,8 +10,9 @@ from mmpretrain.registry import MODELS
 from mmscalekd.models.stages import build_stage
 from mmscalekd.models.teachers import FrozenTeacher
 from mmscalekd.models.utils import (ModuleOutputsRecorder,
-                                    StudentFeatureReader, map_to_tokens,
-                                    student_data_preprocessor)
+                                    StudentFeatureReader, build_at,
+                                    check_flag, check_integer, check_size,
+                                    map_to_tokens, student_data_preprocessor)
 
 from .fast_paths import FastPathsMixin
 
@@ -94,6 +95,15 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
         stages = {'perception': perception_stage, 'final': final_stage}
         stages = {k: dict(v) for k, v in stages.items() if v is not None}
         _check_config(stages, teacher, logit_kd)
+        input_size = check_size(input_size, 'model.input_size')
+        input_channels = check_integer(input_channels,
+                                       'model.input_channels', minimum=1)
+        _check_teacher_channels(teacher, input_channels)
+        check_flag(keep_teacher_eval, 'model.keep_teacher_eval')
+        check_flag(channels_last, 'model.channels_last')
+        # Built before the networks, so its errors come before the (slow)
+        # teacher build; it holds no weights.
+        logit_kd = build_at(logit_kd, 'model.logit_kd') if logit_kd else None
         self.student = MODELS.build(student)
         # Checked before the (slow) teacher build.
         if not hasattr(getattr(self.student, 'head', None), '_get_loss'):
@@ -109,13 +119,12 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
             split=stages['perception']['teacher_split'] if stages else None,
             eval_mode=keep_teacher_eval,
             data_normalization=_normalization(self.data_preprocessor))
-        self.logit_kd = MODELS.build(logit_kd) if logit_kd else None
+        self.logit_kd = logit_kd
         # (names, non-finite flags, values) of the last loss terms, read by
         # FiniteCheckHook right before the optimizer step.
         self.loss_terms = None
         self.input_channels = input_channels
-        self.input_size = (input_size, input_size) if isinstance(
-            input_size, int) else tuple(input_size)
+        self.input_size = input_size
         self.perception_stage = self.final_stage = None
         if stages:
             self._build_stages(stages['perception'], stages['final'])
@@ -283,6 +292,12 @@ def _check_config(stages: dict, teacher: dict, logit_kd) -> None:
         raise KeyError(
             '`model.perception_stage.teacher_split` is required '
             '(e.g. 2 for stage 3 of a Swin teacher).')
+    if stages:
+        check_integer(
+            stages['perception']['teacher_split'],
+            'model.perception_stage.teacher_split',
+            note='the 0-based stage or block after which the teacher is '
+            'split, e.g. 2 for stage 3 of a Swin teacher')
     unknown = sorted(set(teacher) - _TEACHER_KEYS)
     if unknown:
         raise KeyError(f'Unknown key(s) {unknown} in `model.teacher`; '
@@ -290,6 +305,19 @@ def _check_config(stages: dict, teacher: dict, logit_kd) -> None:
     for key in ('config', 'checkpoint'):
         if key not in teacher:
             raise KeyError(f'`model.teacher.{key}` is required.')
+
+
+def _check_teacher_channels(teacher: dict, channels: int) -> None:
+    """The teacher's own mean / std give one value per image channel (or
+    one for all, as mmpretrain's data preprocessor allows)."""
+    for key in ('mean', 'std'):
+        values = teacher.get(key)
+        if isinstance(values, (list, tuple)) and len(values) not in (
+                1, channels):
+            raise ValueError(
+                f'`model.teacher.{key}={values!r}` gives {len(values)} '
+                f'values for images of {channels} channels '
+                '(`model.input_channels`); give one value per channel.')
 
 
 def _normalization(data_preprocessor) -> Optional[tuple]:
@@ -311,7 +339,7 @@ def _check_inputs(inputs: torch.Tensor, channels: int,
     if tuple(inputs.shape[-2:]) != size:
         raise ValueError(
             f'The training images are {tuple(inputs.shape[-2:])} (height, '
-            f'width) but `model.input_size={size}`, the size the projectors '
-            f'were built for. Set `model.input_size='
+            f'width) but `model.input_size={size!r}`, the size the '
+            f'projectors were built for. Set `model.input_size='
             f'{tuple(inputs.shape[-2:])}` or make the training pipeline '
             'crop to the input size.')

@@ -1,5 +1,4 @@
 """Dual-view feature mimicking (method section 2)."""
-import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -7,6 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpretrain.registry import MODELS
+
+from mmscalekd.models.utils.config_values import check_number
 
 __all__ = ['DualViewFeatureLoss', 'remove_spatial_mean']
 
@@ -41,16 +42,12 @@ class DualViewFeatureLoss(nn.Module):
                  spatial_weight: float = 0.08,
                  frequency_weight: float = 0.06) -> None:
         super().__init__()
-        for key, value in (('spatial_weight', spatial_weight),
-                           ('frequency_weight', frequency_weight)):
-            if not (isinstance(value, (int, float))
-                    and math.isfinite(value) and value >= 0):
-                raise ValueError(
-                    f'`{key}={value}` must be a finite number >= 0 (0 '
-                    'switches the view off; released configs use 0.08 and '
-                    '0.06).')
-        self.spatial_weight = float(spatial_weight)
-        self.frequency_weight = float(frequency_weight)
+        note = ('0 switches the view off; released configs use 0.08 and '
+                '0.06')
+        self.spatial_weight = check_number(
+            spatial_weight, 'spatial_weight', at_least=0, note=note)
+        self.frequency_weight = check_number(
+            frequency_weight, 'frequency_weight', at_least=0, note=note)
 
     @property
     def views(self) -> Tuple[str, ...]:

@@ -1,11 +1,11 @@
 """Logit distillation (method section 4)."""
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmpretrain.registry import MODELS
+
+from mmscalekd.models.utils.config_values import check_number
 
 __all__ = ['LogitKDLoss']
 
@@ -25,17 +25,10 @@ class LogitKDLoss(nn.Module):
 
     def __init__(self, tau: float = 1.0, alpha: float = 0.5) -> None:
         super().__init__()
-        if not (isinstance(tau, (int, float)) and math.isfinite(tau)
-                and tau > 0):
-            raise ValueError(
-                f'LogitKDLoss `tau={tau}` must be a finite number > 0 (released configs use '
-                '1.0).')
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(
-                f'LogitKDLoss `alpha={alpha}` must be in [0, 1] (released '
-                'configs use 0.5).')
-        self.tau = float(tau)
-        self.alpha = float(alpha)
+        self.tau = check_number(tau, 'tau', greater_than=0,
+                                note='released configs use 1.0')
+        self.alpha = check_number(alpha, 'alpha', at_least=0, at_most=1,
+                                  note='released configs use 0.5')
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,4 @@
 """Cross attention projector (method section 1)."""
-import math
 from typing import Optional, Tuple
 
 import torch
@@ -9,6 +8,9 @@ from torch import nn
 from mmcv.cnn import build_norm_layer
 
 from mmpretrain.registry import MODELS
+
+from mmscalekd.models.utils.config_values import (check_choice, check_flag,
+                                                  check_integer, check_number)
 
 __all__ = [
     'CrossAttentionProjector', 'Conv3x3', 'auto_uses_gemm', 'conv3x3_as_matmul'
@@ -66,10 +68,7 @@ class Conv3x3(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int,
                  impl: str = 'auto') -> None:
         super().__init__(in_channels, out_channels, 3, padding=1, bias=False)
-        if impl not in _CONV_IMPLS:
-            raise ValueError(f'`conv_impl={impl!r}`: use one of '
-                             f'{_CONV_IMPLS}.')
-        self.impl = impl
+        self.impl = check_choice(impl, 'conv_impl', _CONV_IMPLS)
 
     def use_gemm(self, x: torch.Tensor) -> bool:
         """Whether ``forward(x)`` runs as a matrix product."""
@@ -137,16 +136,21 @@ class CrossAttentionProjector(nn.Module):
                  norm_cfg: Optional[dict] = None,
                  conv_impl: str = 'auto') -> None:
         super().__init__()
+        check_integer(
+            num_heads, 'num_heads',
+            note=f'a divisor of the teacher width {teacher_channels}')
         if num_heads < 1 or teacher_channels % num_heads != 0:
             raise ValueError(
-                f'`num_heads={num_heads}` does not divide the teacher width '
-                f'{teacher_channels}; pick a divisor of {teacher_channels}.')
-        if not (isinstance(softmax_scale, (int, float))
-                and math.isfinite(softmax_scale) and softmax_scale > 0):
-            raise ValueError(
-                f'`softmax_scale={softmax_scale}` must be a finite number > 0 '
-                '(it multiplies the attention logits; released configs use '
-                '5.0).')
+                f'`num_heads={num_heads!r}` does not divide the teacher '
+                f'width {teacher_channels}; pick a divisor of '
+                f'{teacher_channels}.')
+        check_number(
+            softmax_scale, 'softmax_scale', greater_than=0,
+            note='it multiplies the attention logits; released configs use '
+            '5.0')
+        check_integer(mlp_ratio, 'mlp_ratio', minimum=1,
+                      note='the MLP hidden width over Ct; the method uses 4')
+        check_flag(self_query, 'self_query')
         self.student_channels = student_channels
         self.teacher_channels = teacher_channels
         self.student_size = _pair(student_size)

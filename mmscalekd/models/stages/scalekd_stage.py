@@ -8,7 +8,8 @@ from torch import nn
 from mmpretrain.registry import MODELS
 
 from mmscalekd.models.teachers import FrozenTeacher, TeacherOutputs
-from mmscalekd.models.utils import map_to_tokens, tokens_to_map
+from mmscalekd.models.utils import (build_at, check_flag, map_to_tokens,
+                                    tokens_to_map)
 
 __all__ = ['ScaleKDStage', 'build_stage']
 
@@ -84,8 +85,9 @@ class ScaleKDStage(nn.Module):
         self.name = name
         self.student_tap = student_tap
         self.teacher_split = teacher_split
-        self.teacher_perception = teacher_perception
-        self.loss = _build(loss, f'model.{name}_stage.loss')
+        self.teacher_perception = check_flag(
+            teacher_perception, f'model.{name}_stage.teacher_perception')
+        self.loss = build_at(loss, f'model.{name}_stage.loss')
         self.views = tuple(self.loss.views)
         built_views = [v for v in ('spatial', 'frequency')
                        if v in self.views or v in query_views]
@@ -107,7 +109,7 @@ class ScaleKDStage(nn.Module):
         student_channels, *student_size = student_shape
         teacher_channels, *query_size = target_shape
         self.projectors = nn.ModuleDict({
-            view: _build(
+            view: build_at(
                 dict(
                     projector,
                     student_channels=student_channels,
@@ -188,14 +190,6 @@ class ScaleKDStage(nn.Module):
         if self.teacher_split is not None and not self.teacher_perception:
             return tokens_to_map(outputs.split_tokens, outputs.split_size)
         return outputs.final_feature
-
-
-def _build(cfg: dict, where: str) -> nn.Module:
-    """``MODELS.build(cfg)``, with ``where`` in front of its errors."""
-    try:
-        return MODELS.build(cfg)
-    except (TypeError, ValueError, KeyError) as error:
-        raise type(error)(f'`{where}`: {error}') from None
 
 
 def build_stage(name: str, cfg: dict, **inferred) -> ScaleKDStage:

@@ -131,7 +131,7 @@ class TeacherAdapter:
         if not 0 <= self.split_index <= count - 2:
             raise ValueError(
                 f'Teacher split point `model.perception_stage.teacher_split='
-                f'{self.split_index}` is out of range for a {self.family} '
+                f'{self.split_index!r}` is out of range for a {self.family} '
                 f'teacher with {count} {unit}s: it is the 0-based {unit} '
                 f'after which the teacher is split and must lie in '
                 f'[0, {count - 2}] so that at least one {unit} is left to '

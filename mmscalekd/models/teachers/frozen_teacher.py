@@ -11,6 +11,8 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
+from mmscalekd.models.utils.config_values import (check_choice,
+                                                  check_numbers, check_size)
 from mmscalekd.utils.checkpoint import (CheckpointError,
                                         check_finite_weights,
                                         describe_mismatch,
@@ -245,10 +247,25 @@ class FrozenTeacher(nn.Module):
                  data_normalization: Optional[tuple] = None,
                  dtype: Optional[str] = None) -> None:
         super().__init__()
-        if dtype is not None and dtype not in _TEACHER_DTYPES:
-            raise ValueError(
-                f'`model.teacher.dtype={dtype!r}`: use one of '
-                f'{list(_TEACHER_DTYPES)}, or None for the built dtype.')
+        # Every value is checked before the (slow) network build.
+        if dtype is not None:
+            check_choice(dtype, 'model.teacher.dtype', _TEACHER_DTYPES,
+                         note='or None for the built dtype')
+        if input_size is not None:
+            input_size = check_size(
+                input_size, 'model.teacher.input_size', example='196',
+                note='the resolution the teacher was trained at, or None '
+                'for the training images\' own')
+        if (mean is None) != (std is None):
+            raise KeyError('Give both `model.teacher.mean` and '
+                           '`model.teacher.std`, or neither.')
+        if mean is not None:
+            check_numbers(mean, 'model.teacher.mean')
+            check_numbers(std, 'model.teacher.std', greater_than=0)
+            if len(mean) != len(std):
+                raise ValueError(
+                    f'`model.teacher.mean={mean!r}` and `model.teacher.std='
+                    f'{std!r}` must give one value per image channel each.')
         object.__setattr__(self, 'network', _build_network(config,
                                                            checkpoint))
         #: The configured weight dtype (a torch.dtype), None: as built.
@@ -264,12 +281,7 @@ class FrozenTeacher(nn.Module):
         # A plain object, not a module: it holds no parameters.
         self.adapter = None if split is None else build_teacher_adapter(
             self.network, split, adapter)
-        if isinstance(input_size, int):
-            input_size = (input_size, input_size)
-        self.input_size = None if input_size is None else tuple(input_size)
-        if (mean is None) != (std is None):
-            raise KeyError('Give both `model.teacher.mean` and '
-                           '`model.teacher.std`, or neither.')
+        self.input_size = input_size
         if mean is None:
             trained = teacher_normalization(config) or {}
             mean, std = trained.get('mean'), trained.get('std')

@@ -5,6 +5,8 @@ from typing import Dict, Iterator
 
 from torch import nn
 
+from .config_values import check_module_name
+
 __all__ = ['ModuleOutputsRecorder']
 
 
@@ -25,7 +27,8 @@ class ModuleOutputsRecorder:
         self.taps = dict(taps)
 
     def check(self, network: nn.Module, where: str = 'model.{key}') -> None:
-        """Raise ``KeyError`` naming ``where`` for a tap that is no module.
+        """Raise ``KeyError`` naming ``where`` for a tap that is no module
+        (``TypeError`` / ``ValueError`` for one that is no module name).
 
         Args:
             network: the network the taps are names in.
@@ -34,6 +37,7 @@ class ModuleOutputsRecorder:
         """
         modules = dict(network.named_modules())
         for key, name in self.taps.items():
+            check_module_name(name, where.format(key=key))
             if name not in modules:
                 children = [n for n in modules if n.count('.') <= 1 and n]
                 raise KeyError(

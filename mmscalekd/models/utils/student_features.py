@@ -25,6 +25,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .config_values import check_integer, check_size
 from .tokens import tokens_to_map
 
 __all__ = ['StudentFeatureReader']
@@ -51,16 +52,16 @@ class StudentFeatureReader:
                  grid: Optional[Sequence[int]] = None,
                  extra_tokens: Optional[int] = None) -> None:
         if grid is not None:
-            grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
-            if len(grid) != 2 or min(grid) < 1:
-                raise ValueError(
-                    f'`model.student_tokens.grid={grid}` must be a positive '
-                    '(H, W) pair of patch counts, e.g. (14, 14).')
-        if extra_tokens is not None and extra_tokens < 0:
-            raise ValueError(f'`model.student_tokens.extra_tokens='
-                             f'{extra_tokens}` must be >= 0.')
+            grid = check_size(grid, 'model.student_tokens.grid',
+                              example='(14, 14)',
+                              note='the patch grid of the token taps')
+        if extra_tokens is not None:
+            extra_tokens = check_integer(
+                extra_tokens, 'model.student_tokens.extra_tokens', minimum=0,
+                note='the class / distillation tokens in front of the patch '
+                'tokens')
         self.grid = grid
-        self.extra_tokens = int(extra_tokens or 0)
+        self.extra_tokens = extra_tokens or 0
 
     @classmethod
     def from_student(cls, student: nn.Module,
@@ -108,7 +109,7 @@ class StudentFeatureReader:
         if grid is None or grid[0] * grid[1] != num_patches:
             raise ValueError(
                 f'{key} gives {output.shape[1]} tokens; with '
-                f'`model.student_tokens.extra_tokens={self.extra_tokens}` '
+                f'`model.student_tokens.extra_tokens={self.extra_tokens!r}` '
                 f'that leaves {num_patches} patch tokens, which do not fit '
                 f'{"the grid " + str(grid) if grid else "any patch grid"} of '
                 f'a {tuple(input_size)} input. Set '

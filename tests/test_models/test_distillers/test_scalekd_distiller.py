@@ -424,3 +424,78 @@ def test_teacher_sees_its_own_normalisation():
     torch.testing.assert_close(distiller.teacher.prepare(data['inputs']),
                                raw / 255)
     assert build_distiller().teacher.input_scale is None
+
+
+# A teacher whose build would fail: these values are refused before it.
+UNBUILDABLE_TEACHER = dict(config=dict(type='NoSuchTeacher'))
+
+
+@pytest.mark.parametrize('overrides,error,message', [
+    (dict(input_size=0), ValueError, r'`model\.input_size=0` must be a '
+     r'positive integer or an \(H, W\) pair'),
+    (dict(input_size=-64), ValueError, r'`model\.input_size=-64`'),
+    (dict(input_size='64'), TypeError, r"`model\.input_size='64'`"),
+    (dict(input_size=(64, )), ValueError, r'`model\.input_size=\(64,\)`'),
+    (dict(input_size=(64, 64, 3)), ValueError,
+     r'`model\.input_size=\(64, 64, 3\)`'),
+    (dict(input_size=64.0), TypeError, r'`model\.input_size=64\.0`'),
+    (dict(input_channels=0), ValueError,
+     r'`model\.input_channels=0` must be an integer >= 1'),
+    (dict(input_channels='3'), TypeError, r"`model\.input_channels='3'`"),
+    (dict(perception_stage=dict(teacher_split='2')), TypeError,
+     r"`model\.perception_stage\.teacher_split='2'` must be an integer"),
+    (dict(perception_stage=dict(teacher_split=1.5)), TypeError,
+     r'`model\.perception_stage\.teacher_split=1\.5` must be an integer'),
+    (dict(perception_stage=dict(teacher_split=True)), TypeError,
+     r'`model\.perception_stage\.teacher_split=True` must be an integer'),
+    (dict(perception_stage=dict(student_tap='')), ValueError,
+     r"`model\.perception_stage\.student_tap=''` names the whole student"),
+    (dict(final_stage=dict(student_tap=4)), TypeError,
+     r'`model\.final_stage\.student_tap=4` must be the name of a student '
+     'module'),
+    (dict(logit_kd=dict(type='LogitKDLoss', alpha=None)), TypeError,
+     r'`model\.logit_kd`: `alpha=None` must be a number in \[0, 1\]'),
+    (dict(logit_kd=dict(type='LogitKDLoss', tau='1.0')), TypeError,
+     r"`model\.logit_kd`: `tau='1\.0'` must be a number > 0"),
+    (dict(keep_teacher_eval='False'), TypeError,
+     r"`model\.keep_teacher_eval='False'` must be True or False"),
+    (dict(channels_last=1), TypeError,
+     r'`model\.channels_last=1` must be True or False'),
+    (dict(teacher=dict(mean=[0, 0], std=[1, 1])), ValueError,
+     r'`model\.teacher\.mean=\[0, 0\]` gives 2 values for images of 3 '
+     r'channels \(`model\.input_channels`\)'),
+])
+def test_config_values_are_refused_before_the_teacher_is_built(
+        overrides, error, message):
+    teacher = dict(UNBUILDABLE_TEACHER, **overrides.pop('teacher', {}))
+    with pytest.raises(error, match=message):
+        build_distiller(teacher=teacher, **overrides)
+
+
+@pytest.mark.parametrize('overrides,error,message', [
+    (dict(final_stage=dict(projector=dict(LEARNED_QUERIES, num_heads='2'))),
+     TypeError, r"`model\.final_stage\.projector`: `num_heads='2'` must be "
+     'an integer'),
+    (dict(perception_stage=dict(loss=dict(type='DualViewFeatureLoss',
+                                          spatial_weight='0.08'))),
+     TypeError, r"`model\.perception_stage\.loss`: `spatial_weight='0\.08'` "
+     'must be a number >= 0, not a string'),
+    (dict(final_stage=dict(projector=dict(LEARNED_QUERIES,
+                                          softmax_scale='5.0'))),
+     TypeError, r"`model\.final_stage\.projector`: `softmax_scale='5\.0'`"),
+    (dict(final_stage=dict(projector=dict(LEARNED_QUERIES,
+                                          self_query='False'))),
+     TypeError, r"`model\.final_stage\.projector`: `self_query='False'` "
+     'must be True or False'),
+    (dict(perception_stage=dict(teacher_perception='False')), TypeError,
+     r"`model\.perception_stage\.teacher_perception='False'` must be True "
+     'or False'),
+    (dict(student_tokens=dict(extra_tokens='1')), TypeError,
+     r"`model\.student_tokens\.extra_tokens='1'`"),
+    (dict(teacher=dict(input_size='64')), TypeError,
+     r"`model\.teacher\.input_size='64'`"),
+])
+def test_stage_and_teacher_values_name_their_config_key(overrides, error,
+                                                        message):
+    with pytest.raises(error, match=message):
+        build_distiller(**overrides)

@@ -122,3 +122,14 @@ def test_negative_weight_is_an_error(key):
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match='same shape'):
         DualViewFeatureLoss()(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2))
+
+
+@pytest.mark.parametrize('value,error,message', [
+    ('0.08', TypeError, r"='0\.08'` must be a number >= 0, not a string"),
+    (True, TypeError, r'=True` must be a number'),
+    (None, TypeError, r'=None` must be a number'),
+])
+@pytest.mark.parametrize('key', ['spatial_weight', 'frequency_weight'])
+def test_non_numeric_weight_is_an_error(key, value, error, message):
+    with pytest.raises(error, match=key + message):
+        DualViewFeatureLoss(**{key: value})

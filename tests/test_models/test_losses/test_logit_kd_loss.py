@@ -83,3 +83,16 @@ def test_gradient_pulls_the_student_towards_the_teacher():
 def test_bad_hyper_parameters(kwargs, key):
     with pytest.raises(ValueError, match=key):
         LogitKDLoss(**kwargs)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(alpha=None), r'`alpha=None` must be a number in \[0, 1\]'),
+    (dict(alpha='0.5'), r"`alpha='0\.5'` must be a number in \[0, 1\], not "
+     'a string'),
+    (dict(alpha=True), r'`alpha=True` must be a number'),
+    (dict(tau=None), r'`tau=None` must be a number > 0'),
+    (dict(tau='1.0'), r"`tau='1\.0'` must be a number > 0, not a string"),
+])
+def test_non_numeric_hyper_parameters(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        LogitKDLoss(**kwargs)

@@ -196,3 +196,22 @@ def test_auto_conv_impl_choice(channels, size, expected):
 def test_unknown_conv_impl():
     with pytest.raises(ValueError, match="conv_impl='cudnn'"):
         CrossAttentionProjector(8, 16, 4, 2, 2, conv_impl='cudnn')
+
+
+@pytest.mark.parametrize('kwargs,error,message', [
+    (dict(num_heads='2'), TypeError, r"num_heads='2'` must be an integer"),
+    (dict(num_heads=2.0), TypeError, r'num_heads=2\.0` must be an integer'),
+    (dict(num_heads=True), TypeError, r'num_heads=True` must be an integer'),
+    (dict(softmax_scale='5.0'), TypeError,
+     r"softmax_scale='5\.0'` must be a number > 0, not a string"),
+    (dict(softmax_scale=True), TypeError, r'softmax_scale=True`'),
+    (dict(mlp_ratio=4.0), TypeError, r'mlp_ratio=4\.0` must be an integer'),
+    (dict(mlp_ratio=0), ValueError, r'mlp_ratio=0` must be an integer >= 1'),
+    (dict(self_query='False'), TypeError,
+     r"self_query='False'` must be True or False"),
+    (dict(conv_impl=None), ValueError, r'conv_impl=None`: use one of'),
+])
+def test_config_values_of_the_wrong_type_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        CrossAttentionProjector(8, 16, 4, 2, **dict(dict(num_heads=2),
+                                                    **kwargs))

@@ -76,3 +76,18 @@ def test_bad_config_values_name_the_key():
         StudentFeatureReader(grid=(0, 4))
     with pytest.raises(ValueError, match=r'student_tokens\.extra_tokens=-1'):
         StudentFeatureReader(extra_tokens=-1)
+
+
+@pytest.mark.parametrize('kwargs,error,message', [
+    (dict(grid='14'), TypeError, r"student_tokens\.grid='14'` must be a "
+     r'positive integer or an \(H, W\) pair'),
+    (dict(grid=(14.5, 14)), TypeError, r'student_tokens\.grid=\(14\.5, 14\)'),
+    (dict(grid=(14, )), ValueError, r'student_tokens\.grid=\(14,\)'),
+    (dict(extra_tokens='1'), TypeError,
+     r"student_tokens\.extra_tokens='1'` must be an integer >= 0"),
+    (dict(extra_tokens=1.5), TypeError,
+     r'student_tokens\.extra_tokens=1\.5` must be an integer'),
+])
+def test_config_values_of_the_wrong_type_name_the_key(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        StudentFeatureReader(**kwargs)

@@ -9,7 +9,7 @@
 #   https://download.openmmlab.com/mmclassification/v0/swin-transformer/convert/swin_large_patch4_window7_224_22kto1k-5f0996db.pth
 # Paper top-1 (method page, section 6): 84.16 (+2.02).
 # Taps: ConvNeXt stage 3 (384 @ 14x14) and stage 4 (768 @ 7x7).
-_base_ = ['./student_convnext-tiny_32xb128_in1k.py']
+_base_ = ['./student_convnext-tiny_32xb32_in1k.py']
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
 

@@ -1,5 +1,5 @@
 # Baseline: ConvNeXt-T trained alone with exactly the recipe of
-# `scalekd_swin-l_convnext-tiny_32xb128_in1k.py` (which inherits this file),
+# `scalekd_swin-l_convnext-tiny_32xb32_in1k.py` (which inherits this file),
 # so "gain over the student alone" compares like with like.
 # The paper's ScaleKD result with a Swin-L teacher, 84.16, is +2.02 over
 # this baseline (method page, section 6).
@@ -18,8 +18,8 @@
 #   authors' 1024, i.e. 1e-3.
 # - gradient clipping at 5.0 comes from the paper's text (method page,
 #   section 5); mmpretrain's ConvNeXt recipe has none.
-# The file name keeps mmpretrain's "32xb128" so existing links stay valid;
-# the batch is 32 GPUs x 32.
+# The name gives the batch it trains with, 32 GPUs x 32 (1024), not the
+# 32 x 128 of the mmpretrain file it inherits.
 _base_ = ['mmpretrain::convnext/convnext-tiny_32xb128_in1k.py']
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
 runner_type = 'ScaleKDRunner'
