@@ -96,7 +96,8 @@ def fingerprint(tensor: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def compute(case: str) -> Dict[str, Dict[str, torch.Tensor]]:
-    """Loss terms and gradient fingerprints of one case."""
+    """Loss terms and gradient fingerprints of one case (and each
+    parameter's number of elements)."""
     config, batch_size = CASES[case]
     model = build(config)
     size = model.input_size
@@ -111,7 +112,8 @@ def compute(case: str) -> Dict[str, Dict[str, torch.Tensor]]:
         pinned_name(n): fingerprint(p.grad, pinned_name(n))
         for n, p in model.named_parameters() if p.grad is not None
     }
-    return dict(terms=terms, grads=grads)
+    numel = {pinned_name(n): p.numel() for n, p in model.named_parameters()}
+    return dict(terms=terms, grads=grads, numel=numel)
 
 
 if __name__ == '__main__':
