@@ -35,6 +35,18 @@ def pinned_stack():
             for line in lines if line and not line.startswith('#')}
 
 
+def agrees_with_the_stack(requirement, pins) -> bool:
+    """requirements/runtime.txt's pin is in setup.py's range; where it
+    gives a range itself (setuptools, click), setup.py's bounds are among
+    its bounds."""
+    pin = pins[requirement.name]
+    exact = [s.version for s in pin.specifier if s.operator == '==']
+    if exact:
+        return requirement.specifier.contains(exact[0])
+    return {str(s) for s in requirement.specifier} <= {
+        str(s) for s in pin.specifier}
+
+
 # --- the import-time check --------------------------------------------------
 
 def test_unsupported_version_is_refused_with_package_version_and_range(
@@ -65,6 +77,18 @@ def test_missing_mmcv_names_both_distributions(monkeypatch):
     assert 'mmcv-lite' in message and 'full mmcv' in message
 
 
+def test_missing_pkg_resources_is_an_import_error_naming_setuptools(
+        monkeypatch):
+    # setuptools 82 and later have no pkg_resources; mmengine's
+    # `mmpretrain::` bases and mim import it.
+    monkeypatch.setitem(sys.modules, 'pkg_resources', None)
+    with pytest.raises(ImportError) as error:
+        mmscalekd.check_dependency_versions()
+    message = str(error.value)
+    assert 'mmscalekd needs pkg_resources' in message
+    assert 'pip install "setuptools<80"' in message
+
+
 # --- what setup.py states ---------------------------------------------------
 
 def test_install_requires_are_ranges_that_the_pinned_stack_meets():
@@ -73,23 +97,46 @@ def test_install_requires_are_ranges_that_the_pinned_stack_meets():
     names = {r.name for r in requires}
     assert {'torch', 'torchvision', 'mmengine', 'mmpretrain',
             'timm'} <= names
-    # Either mmcv serves, so setup.py requires neither; nor does it pin the
-    # build tool.
-    assert not names & {'mmcv', 'mmcv-lite', 'setuptools', 'openmim'}
+    # Either mmcv serves, so setup.py requires neither; mim and the
+    # analysis packages are extras.
+    assert not names & {'mmcv', 'mmcv-lite', 'openmim', 'click', 'scipy',
+                        'statsmodels', 'scikit-learn'}
     pins = pinned_stack()
     for requirement in requires:
+        assert agrees_with_the_stack(requirement, pins), (
+            f'requirements/runtime.txt has {pins[requirement.name]}, '
+            f'outside setup.py\'s {requirement}')
         operators = {spec.operator for spec in requirement.specifier}
-        assert '==' not in operators and '>=' in operators, requirement
+        assert '==' not in operators, requirement
         if requirement.name in SUPPORTED_VERSIONS:
-            assert '<' in operators, requirement
-        pinned = next(iter(pins[requirement.name].specifier)).version
-        assert requirement.specifier.contains(pinned), (
-            f'requirements/runtime.txt pins {requirement.name}=={pinned}, '
-            f'outside setup.py\'s {requirement.specifier}')
+            assert operators == {'>=', '<'}, requirement
+    # mmengine's `mmpretrain::` bases need pkg_resources, which the newest
+    # setuptools lacks.
+    (setuptools, ) = [r for r in requires if r.name == 'setuptools']
+    assert str(setuptools.specifier) == '<80'
+    assert not setuptools.specifier.contains('82.0.0')
     # The pinned mmcv-lite is in the range the import checks.
     low, high = SUPPORTED_VERSIONS['mmcv']
     pinned = next(iter(pins['mmcv-lite'].specifier)).version
     assert SpecifierSet(f'>={low},<{high}').contains(pinned)
+
+
+def test_extras_and_the_pinned_stack_agree():
+    extras = {name: [Requirement(r) for r in requirements]
+              for name, requirements in load_setup_py().extras_require(
+                  SUPPORTED_VERSIONS).items()}
+    assert set(extras) == {'mmcv-lite', 'mim', 'analysis', 'tests'}
+    assert {r.name for r in extras['mim']} == {'openmim', 'click'}
+    (click, ) = [r for r in extras['mim'] if r.name == 'click']
+    assert not click.specifier.contains('8.3.0')
+    assert {r.name for r in extras['analysis']} == {
+        'scipy', 'statsmodels', 'scikit-learn'}
+    # `make` installs what every extra gives (the tests extra is
+    # requirements/tests.txt itself).
+    pins = pinned_stack()
+    for name in ('mmcv-lite', 'mim', 'analysis'):
+        for requirement in extras[name]:
+            assert agrees_with_the_stack(requirement, pins), requirement
 
 
 def test_built_metadata_has_ranges_python_requires_and_license(tmp_path):
@@ -100,11 +147,16 @@ def test_built_metadata_has_ranges_python_requires_and_license(tmp_path):
     egg_info = tmp_path / 'mmscalekd.egg-info'
     pkg_info = (egg_info / 'PKG-INFO').read_text()
     requires = (egg_info / 'requires.txt').read_text()
-    base = requires.split('\n[')[0]  # before the extras' sections
+    base, *extras = requires.split('\n[')
+    extras = {e.split(']')[0]: e.split(']\n')[1].split() for e in extras}
     assert 'torch<3.0.0,>=2.5.0' in base
     assert '==' not in base and 'mmcv' not in base
-    assert 'setuptools' not in requires
-    assert '[mmcv-lite]\nmmcv-lite<2.4.0,>=2.0.0' in requires
+    assert base.split()[-1] == 'setuptools<80'
+    assert 'scipy' not in base and 'openmim' not in base
+    assert extras['mmcv-lite'] == ['mmcv-lite<2.4.0,>=2.0.0']
+    assert extras['mim'] == ['openmim>=0.3.9', 'click<8.3']
+    assert extras['analysis'] == ['scipy>=1.10', 'statsmodels>=0.14',
+                                  'scikit-learn>=1.3']
     python_requires = SpecifierSet(
         re.search(r'^Requires-Python: (.+)$', pkg_info, re.M).group(1))
     # torch 2.9 and later need 3.10; the tested Python must be in the range.
