@@ -12,6 +12,7 @@ import torch
 
 from mmpretrain.registry import MODELS
 
+from mmscalekd.analysis import PredictionFileError
 from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
 from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
@@ -266,6 +267,52 @@ def _infinite_gradient(tmp_path):
     runner.train()
 
 
+# ------------------------------------------------- installs and the tools
+def _predictions(tmp_path, edit):
+    """A compare_students.py input (two images) after ``edit(results)``."""
+    import mmengine
+
+    from mmscalekd.analysis import load_predictions
+    from tests.test_analysis.test_statistics import dump_results
+    results = dump_results([True, False])
+    edit(results)
+    path = str(tmp_path / 'preds.pkl')
+    mmengine.dump(results, path)
+    load_predictions(path)
+
+
+def _not_installed(monkeypatch, package):
+    """Make ``package`` unimportable, as where it is not installed."""
+    for name in [m for m in sys.modules if m.startswith(package + '.')]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)
+
+
+def _fresh_import(path):
+    """Run a module of the package again, as a first import would."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('fresh_import', path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def _statistics_without(monkeypatch, package):
+    _not_installed(monkeypatch, package)
+    _fresh_import(osp.join(REPO_ROOT, 'mmscalekd', 'analysis',
+                           'statistics.py'))
+
+
+def _digits_without_sklearn(tmp_path, monkeypatch):
+    from mmscalekd.datasets.digits import prepare_digits
+    _not_installed(monkeypatch, 'sklearn')
+    prepare_digits(str(tmp_path / 'digits'))
+
+
+def _import_without_pkg_resources(monkeypatch):
+    import mmscalekd
+    _not_installed(monkeypatch, 'pkg_resources')
+    mmscalekd.check_dependency_versions()
+
+
 # id -> (callable(tmp_path) raising, exception type, message regex)
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
@@ -451,12 +498,37 @@ CASES = {
         t, validate=True, val_cfg=dict(evaluate_teacher='sometimes'))
     ).train(), ValueError,
             r"val_cfg\.evaluate_teacher='sometimes'.*'first'"),
+    'E120': (lambda t: _predictions(t, lambda r: r[1].update(
+        pred_score=torch.full((5, ), float('nan')))), PredictionFileError,
+             r'Image 1 of .*preds\.pkl has a non-finite pred_score.*'
+             r'diverged'),
+    'E121': (lambda t: _predictions(t, lambda r: r.pop()),
+             PredictionFileError,
+             r'preds\.pkl holds the predictions of 1 image; .*two at least'),
+    'E122': (lambda t: _predictions(t, lambda r: r[0].update(
+        sample_idx=3.5)), PredictionFileError,
+             r'Image 0 of .*preds\.pkl has sample_idx 3\.5, not one '
+             r'integer'),
+    'E123': (lambda t: _predictions(t, lambda r: r[0].update(
+        sample_idx='3')), PredictionFileError,
+             r"Image 0 of .*preds\.pkl has sample_idx '3', not one integer"),
+    'E124': (lambda t, m: _import_without_pkg_resources(m), ImportError,
+             r'needs pkg_resources.*pip install "setuptools<80"'),
+    'E125': (lambda t, m: _statistics_without(m, 'scipy'), ImportError,
+             r'need scipy and statsmodels \(scipy is not installed here\)'
+             r'.*pip install "mmscalekd\[analysis\]"'),
+    'E126': (lambda t, m: _statistics_without(m, 'statsmodels'),
+             ImportError, r'\(statsmodels is not installed here\).*'
+             r'"mmscalekd\[analysis\]"'),
+    'E127': (lambda t, m: _digits_without_sklearn(t, m), ImportError,
+             r'digits come with scikit-learn \(sklearn is not installed '
+             r'here\).*"mmscalekd\[analysis\]"'),
 }
 
 
 def test_table_and_tests_list_the_same_rows():
     with open(osp.join(REPO_ROOT, 'docs', 'errors.md')) as f:
-        documented = set(re.findall(r'^\| (E\d\d) \|', f.read(), re.M))
+        documented = set(re.findall(r'^\| (E\d+) \|', f.read(), re.M))
     assert documented == set(CASES)
     assert len(documented) >= 40
 
