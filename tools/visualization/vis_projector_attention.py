@@ -75,6 +75,11 @@ def build_model(cfg: Config, checkpoint: str, device: str = 'cpu'):
     with the types mmengine writes) and must hold exactly this distiller's
     weights.
     """
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from mmscalekd.engine.training_checkpoint import (
+        check_model_weights, read_training_checkpoint)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = cfg.model.to_dict()
     # As mmengine's Runner: a top-level `data_preprocessor` goes to the model.
