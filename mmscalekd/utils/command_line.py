@@ -54,11 +54,6 @@ class _QuietConsole:
         return logger
 
 
-def _log_files(logger: logging.Logger) -> list:
-    return [h.baseFilename for h in logger.handlers
-            if isinstance(h, logging.FileHandler)]
-
-
 def build_runner(cfg, verbose: bool = False):
     """The config's runner (``runner_type`` or mmengine's Runner); without
     ``verbose`` its console leaves out the start-up details."""
@@ -73,7 +68,8 @@ def build_runner(cfg, verbose: bool = False):
         return runner_cls.from_cfg(cfg)
     quiet = type(runner_cls.__name__, (_QuietConsole, runner_cls), {})
     runner = quiet.from_cfg(cfg)
-    log_files = _log_files(runner.logger)
+    log_files = [h.baseFilename for h in runner.logger.handlers
+                 if isinstance(h, logging.FileHandler)]
     where = f'in {log_files[0]}' if log_files else 'in the log file'
     runner.logger.info(f'Environment, config and hook order: {where} '
                        '(--verbose prints them here).')
