@@ -85,7 +85,8 @@ def read_version_file():
 
 
 def install_requires(supported):
-    """Version ranges from ``SUPPORTED_VERSIONS`` (mmscalekd/version.py).
+    """Version ranges from ``SUPPORTED_VERSIONS`` (mmscalekd/version.py), and
+    what mmengine needs at run time without requiring it.
 
     mmcv is left out: both mmcv-lite and the full mmcv provide it, and
     requiring one would install it over the other (pip cannot see which one
@@ -95,9 +96,27 @@ def install_requires(supported):
     """
     ranges = [f'{name}>={low},<{high}'
               for name, (low, high) in supported.items() if name != 'mmcv']
-    # Used by mmscalekd.analysis (statistics of compare_students.py) and the
-    # digits dataset of the quick start.
-    return ranges + ['scipy>=1.10', 'statsmodels>=0.14', 'scikit-learn>=1.3']
+    # mmengine's config loader imports pkg_resources for every
+    # `mmpretrain::` base (every shipped config has one) and does not
+    # require it; setuptools 82 removed it, and a fresh environment gets the
+    # newest. The bound is the tested one (requirements/runtime.txt).
+    return ranges + ['setuptools<80']
+
+
+def extras_require(supported):
+    """Optional dependencies, each for what needs it alone (README, Stack)."""
+    return {
+        'mmcv-lite': ['mmcv-lite>={},<{}'.format(*supported['mmcv'])],
+        # `mim train/test/run mmscalekd ...`. openmim 0.3.9's `--launcher
+        # slurm` fails with click 8.3 (an unset --srun-args arrives as
+        # click's Sentinel, not None), and openmim does not bound click.
+        'mim': ['openmim>=0.3.9', 'click<8.3'],
+        # The statistics of tools/analysis/compare_students.py and the quick
+        # start, and the quick start's digits (scikit-learn ships them).
+        # Training never imports them.
+        'analysis': ['scipy>=1.10', 'statsmodels>=0.14', 'scikit-learn>=1.3'],
+        'tests': read_requirements('tests.txt'),
+    }
 
 
 class EditableWheelForMim(editable_wheel):
@@ -135,11 +154,6 @@ if __name__ == '__main__':
                                     '.mim/model-index.yml']},
         install_requires=install_requires(
             version_file['SUPPORTED_VERSIONS']),
-        extras_require={
-            'mmcv-lite': ['mmcv-lite>={},<{}'.format(
-                *version_file['SUPPORTED_VERSIONS']['mmcv'])],
-            'mim': ['openmim>=0.3.9'],
-            'tests': read_requirements('tests.txt'),
-        },
+        extras_require=extras_require(version_file['SUPPORTED_VERSIONS']),
         cmdclass={'editable_wheel': EditableWheelForMim},
         zip_safe=False)

@@ -25,7 +25,8 @@ def check_dependency_versions(installed=None):
 
     Raises:
         ImportError: Naming the package, the installed version, the
-            supported range and how to install a supported one.
+            supported range and how to install a supported one; or, without
+            ``pkg_resources``, the setuptools to install.
     """
     for name, (minimum, maximum) in SUPPORTED_VERSIONS.items():
         if installed is not None and name in installed:
@@ -49,16 +50,26 @@ def check_dependency_versions(installed=None):
                 f'supported one (pip install "{name}>={minimum},<{maximum}"); '
                 'requirements/runtime.txt lists the tested stack.')
     if importlib.util.find_spec('pkg_resources') is None:
-        # Not needed to import mmscalekd, but mim and mmengine's
-        # `mmpretrain::` config prefix import it.
-        warnings.warn(
-            'pkg_resources is not installed, so `mim` and configs that '
-            'inherit `mmpretrain::...` will fail; install it with '
+        # Not imported by mmscalekd itself, but mmengine's config loader
+        # imports it for every `mmpretrain::` base (every shipped config
+        # has one), and so does mim: without it nothing trains.
+        raise ImportError(
+            'mmscalekd needs pkg_resources, which setuptools 82 and later no '
+            'longer ship: mmengine reads the `mmpretrain::` bases of configs '
+            'with it, and mim its packages. Install the tested setuptools: '
             'pip install "setuptools<80".')
 
 
 check_dependency_versions()
 
-from . import datasets, engine, models  # noqa: E402, F401  (registration)
+with warnings.catch_warnings():
+    # mmpretrain.models imports mmcv's transformer bricks, which warn under
+    # mmcv-lite that its compiled MultiScaleDeformableAttention (a detection
+    # op) is missing. No classification model uses it, and every tool and
+    # mim command would print the warning.
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeformableAttention``',
+        category=UserWarning)
+    from . import datasets, engine, models  # noqa: E402, F401  (registration)
 
 __all__ = ['__version__', 'check_dependency_versions']

@@ -12,6 +12,7 @@ import torch
 
 from mmpretrain.registry import MODELS
 
+from mmscalekd.analysis import PredictionFileError
 from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
 from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
@@ -377,6 +378,53 @@ def _missing_imagenet(tmp_path, monkeypatch):
 
 # id -> (callable(tmp_path[, monkeypatch[, trained]]) raising, exception
 # type, message regex); ``trained`` is the work dir of a one-epoch run.
+# ------------------------------------------------- installs and the tools
+def _predictions(tmp_path, edit):
+    """A compare_students.py input (two images) after ``edit(results)``."""
+    import mmengine
+
+    from mmscalekd.analysis import load_predictions
+    from tests.test_analysis.test_statistics import dump_results
+    results = dump_results([True, False])
+    edit(results)
+    path = str(tmp_path / 'preds.pkl')
+    mmengine.dump(results, path)
+    load_predictions(path)
+
+
+def _not_installed(monkeypatch, package):
+    """Make ``package`` unimportable, as where it is not installed."""
+    for name in [m for m in sys.modules if m.startswith(package + '.')]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)
+
+
+def _fresh_import(path):
+    """Run a module of the package again, as a first import would."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('fresh_import', path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def _statistics_without(monkeypatch, package):
+    _not_installed(monkeypatch, package)
+    _fresh_import(osp.join(REPO_ROOT, 'mmscalekd', 'analysis',
+                           'statistics.py'))
+
+
+def _digits_without_sklearn(tmp_path, monkeypatch):
+    from mmscalekd.datasets.digits import prepare_digits
+    _not_installed(monkeypatch, 'sklearn')
+    prepare_digits(str(tmp_path / 'digits'))
+
+
+def _import_without_pkg_resources(monkeypatch):
+    import mmscalekd
+    _not_installed(monkeypatch, 'pkg_resources')
+    mmscalekd.check_dependency_versions()
+
+
+# id -> (callable(tmp_path) raising, exception type, message regex)
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
         CAP, student_channels=1024))), KeyError,
@@ -640,69 +688,94 @@ CASES = {
             CheckpointError,
             r"load_from=.*weights\.pth.*NaN or Inf values in 1 tensor\(s\) "
             r"\(e\.g\. \['student\.head\.fc\.bias'\]\)"),
-    'E90': (lambda t: build_distiller(final_stage=dict(projector=dict(
+    'E81': (lambda t: build_distiller(final_stage=dict(projector=dict(
         CAP, num_heads='2'))), TypeError,
             r"model\.final_stage\.projector.*`num_heads='2'` must be an "
             'integer'),
-    'E91': (lambda t: build_distiller(perception_stage=dict(
+    'E82': (lambda t: build_distiller(perception_stage=dict(
         teacher_split=1.5)), TypeError,
             r'model\.perception_stage\.teacher_split=1\.5` must be an '
             'integer'),
-    'E92': (lambda t: build_distiller(perception_stage=dict(student_tap='')),
+    'E83': (lambda t: build_distiller(perception_stage=dict(student_tap='')),
             ValueError,
             r"model\.perception_stage\.student_tap=''` names the whole "
             r"student.*'backbone\.layer3'"),
-    'E93': (lambda t: build_distiller(final_stage=dict(loss=dict(
+    'E84': (lambda t: build_distiller(final_stage=dict(loss=dict(
         DFM, spatial_weight='0.08'))), TypeError,
             r"model\.final_stage\.loss.*`spatial_weight='0\.08'` must be a "
             'number.*without quotes'),
-    'E94': (lambda t: build_distiller(input_size=(64, )), ValueError,
+    'E85': (lambda t: build_distiller(input_size=(64, )), ValueError,
             r'model\.input_size=\(64,\)` must be a positive integer or an '
             r'\(H, W\) pair'),
-    'E95': (lambda t: build_distiller(logit_kd=dict(
+    'E86': (lambda t: build_distiller(logit_kd=dict(
         type='LogitKDLoss', alpha=None)), TypeError,
             r'model\.logit_kd.*`alpha=None` must be a number in \[0, 1\].*'
             r'0\.5'),
-    'E96': (lambda t: build_distiller(final_stage=dict(projector=dict(
+    'E87': (lambda t: build_distiller(final_stage=dict(projector=dict(
         CAP, softmax_scale='5.0'))), TypeError,
             r"model\.final_stage\.projector.*`softmax_scale='5\.0'` must be "
             r'a number > 0.*5\.0'),
-    'E97': (lambda t: build_distiller(final_stage=dict(projector=dict(
+    'E88': (lambda t: build_distiller(final_stage=dict(projector=dict(
         CAP, mlp_ratio=4.0))), TypeError,
             r'model\.final_stage\.projector.*`mlp_ratio=4\.0` must be an '
             'integer >= 1'),
-    'E98': (lambda t: build_distiller(final_stage=dict(projector=dict(
+    'E89': (lambda t: build_distiller(final_stage=dict(projector=dict(
         CAP, self_query='False'))), TypeError,
             r"model\.final_stage\.projector.*`self_query='False'` must be "
             'True or False'),
-    'E99': (lambda t: build_distiller(teacher=dict(input_size=0)),
+    'E90': (lambda t: build_distiller(teacher=dict(input_size=0)),
             ValueError, r'model\.teacher\.input_size=0` must be a positive '
             'integer'),
-    'E100': (lambda t: build_distiller(input_channels=0), ValueError,
+    'E91': (lambda t: build_distiller(input_channels=0), ValueError,
              r'model\.input_channels=0` must be an integer >= 1'),
-    'E101': (lambda t: build_distiller(student_tokens=dict(grid='14')),
+    'E92': (lambda t: build_distiller(student_tokens=dict(grid='14')),
              TypeError, r"model\.student_tokens\.grid='14'` must be a "
              r'positive integer or an \(H, W\) pair.*\(14, 14\)'),
-    'E102': (lambda t: build_distiller(student_tokens=dict(
+    'E93': (lambda t: build_distiller(student_tokens=dict(
         extra_tokens='1')), TypeError,
              r"model\.student_tokens\.extra_tokens='1'` must be an integer "
              '>= 0'),
-    'E103': (lambda t: build_distiller(teacher=dict(
+    'E94': (lambda t: build_distiller(teacher=dict(
         mean=[123.7, 116.3, 103.5], std=[58.4, 0, 57.4])), ValueError,
              r'model\.teacher\.std=\[58\.4, 0, 57\.4\]` must be a list of '
              r'finite numbers > 0, one per image channel; 0 is not'),
-    'E104': (lambda t: _extract_diverged_student(t), CheckpointError,
+    'E95': (lambda t: _extract_diverged_student(t), CheckpointError,
              r"CHECKPOINT '.*diverged\.pth' holds NaN or Inf values in 1 "
              r"student tensor\(s\) \(e\.g\. \['student\.head\.fc\.weight'\]"
              r'\).*before the divergence'),
-    'E105': (lambda t: _vis_empty_image(t), ValueError,
+    'E96': (lambda t: _vis_empty_image(t), ValueError,
              r"IMAGE '.*empty\.png' is an empty file \(0 bytes\)"),
+    'E97': (lambda t: _predictions(t, lambda r: r[1].update(
+        pred_score=torch.full((5, ), float('nan')))), PredictionFileError,
+             r'Image 1 of .*preds\.pkl has a non-finite pred_score.*'
+             r'diverged'),
+    'E98': (lambda t: _predictions(t, lambda r: r.pop()),
+             PredictionFileError,
+             r'preds\.pkl holds the predictions of 1 image; .*two at least'),
+    'E99': (lambda t: _predictions(t, lambda r: r[0].update(
+        sample_idx=3.5)), PredictionFileError,
+             r'Image 0 of .*preds\.pkl has sample_idx 3\.5, not one '
+             r'integer'),
+    'E100': (lambda t: _predictions(t, lambda r: r[0].update(
+        sample_idx='3')), PredictionFileError,
+             r"Image 0 of .*preds\.pkl has sample_idx '3', not one integer"),
+    'E101': (lambda t, m: _import_without_pkg_resources(m), ImportError,
+             r'needs pkg_resources.*pip install "setuptools<80"'),
+    'E102': (lambda t, m: _statistics_without(m, 'scipy'), ImportError,
+             r'need scipy and statsmodels \(scipy is not installed here\)'
+             r'.*pip install "mmscalekd\[analysis\]"'),
+    'E103': (lambda t, m: _statistics_without(m, 'statsmodels'),
+             ImportError, r'\(statsmodels is not installed here\).*'
+             r'"mmscalekd\[analysis\]"'),
+    'E104': (lambda t, m: _digits_without_sklearn(t, m), ImportError,
+             r'digits come with scikit-learn \(sklearn is not installed '
+             r'here\).*"mmscalekd\[analysis\]"'),
 }
 
 
 def test_table_and_tests_list_the_same_rows():
     with open(osp.join(REPO_ROOT, 'docs', 'errors.md')) as f:
-        documented = set(re.findall(r'^\| (E\d{2,3}) \|', f.read(), re.M))
+        documented = set(re.findall(r'^\| (E\d+) \|', f.read(), re.M))
     assert documented == set(CASES)
     assert len(documented) >= 40
 

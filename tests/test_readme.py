@@ -167,9 +167,12 @@ def test_named_tool_exists_and_answers_help(tool, usages):
     path = osp.join(REPO_ROOT, tool)
     assert osp.isfile(path), f'README names {tool}, which does not exist'
     if tool.endswith('.sh'):
-        # Launchers have no --help; they must run as written and parse.
+        # Launchers run as written, parse, and answer --help with their
+        # usage (tests/test_tools/test_tool_console.py: without launching).
         assert os.access(path, os.X_OK), f'{tool} is not executable'
         run_command(['bash', '-n', path], timeout=60)
+        usage = run_command(['bash', path, '--help'], timeout=60).stdout
+        assert usage.startswith('Usage: ') and tool in usage
         return
     usage = usages[tool]
     assert usage.startswith('usage:')

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py args...]
+
+# --help, or too few arguments: the usage above, not a launch.
+usage() { sed -n '1d; /^#/!q; s/^# \{0,1\}//p' "$0"; }
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
+[ "$#" -ge 3 ] || { usage >&2; exit 2; }
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3

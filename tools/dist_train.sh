@@ -2,6 +2,11 @@
 # Usage: tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
 # Without GPUs the processes train on CPU with the gloo backend.
+
+# --help, or too few arguments: the usage above, not a launch.
+usage() { sed -n '1d; /^#/!q; s/^# \{0,1\}//p' "$0"; }
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
+[ "$#" -ge 2 ] || { usage >&2; exit 2; }
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

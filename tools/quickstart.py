@@ -68,6 +68,11 @@ def parse_args():
         '--report-only',
         action='store_true',
         help='recompute the report from the runs already in --work-dir')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="also print each run's environment, config and hook order "
+        '(always in its log file), and the traceback of an error')
     return parser.parse_args()
 
 
@@ -85,7 +90,7 @@ def shorten(cfg, epochs):
 
 
 def train_and_evaluate(config, work_dir, seed, epochs, data_root,
-                       options=None):
+                       options=None, verbose=False):
     """Train one model and dump its validation predictions.
 
     Runs in this process (one import of torch for the whole quick start).
@@ -93,7 +98,8 @@ def train_and_evaluate(config, work_dir, seed, epochs, data_root,
     """
     from mmengine.config import Config
     from mmengine.evaluator import DumpResults
-    from mmengine.registry import RUNNERS
+
+    from mmscalekd.utils.command_line import build_runner
 
     cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
@@ -107,7 +113,7 @@ def train_and_evaluate(config, work_dir, seed, epochs, data_root,
         shorten(cfg, epochs)
     if options:
         cfg.merge_from_dict(options)
-    runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg, verbose)
     runner.train()
     preds = osp.join(work_dir, 'preds.pkl')
     runner.test_evaluator.metrics.append(DumpResults(out_file_path=preds))
@@ -275,6 +281,8 @@ def main():
     args = parse_args()
     start = time.time()
     sys.path.insert(0, REPO_ROOT)
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     from mmscalekd.analysis import statistics as st
     from mmscalekd.datasets.digits import prepare_digits
 
@@ -299,7 +307,7 @@ def main():
         if args.report_only:
             return osp.join(work_dir, name, 'preds.pkl'), None
         return train_and_evaluate(config, osp.join(work_dir, name), seed,
-                                  epochs, data_root, options)
+                                  epochs, data_root, options, args.verbose)
 
     announce('teacher (ViT) from scratch')
     teacher_preds, teacher_checkpoint = run(TEACHER_CONFIG, 'teacher', 0,

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Usage: [GPUS=8] tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT \
 #        [test.py args...]
+
+# --help, or too few arguments: the usage above, not a launch.
+usage() { sed -n '1d; /^#/!q; s/^# \{0,1\}//p' "$0"; }
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
+[ "$#" -ge 4 ] || { usage >&2; exit 2; }
 set -x
 
 PARTITION=$1

@@ -2,6 +2,11 @@
 # Usage: [GPUS=32] [GPUS_PER_NODE=8] tools/slurm_train.sh PARTITION JOB_NAME \
 #        CONFIG WORK_DIR [train.py args...]
 # The released ScaleKD "advanced" runs use 32 GPUs on 4 nodes: GPUS=32.
+
+# --help, or too few arguments: the usage above, not a launch.
+usage() { sed -n '1d; /^#/!q; s/^# \{0,1\}//p' "$0"; }
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
+[ "$#" -ge 4 ] || { usage >&2; exit 2; }
 set -x
 
 PARTITION=$1

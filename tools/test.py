@@ -1,16 +1,10 @@
 # Evaluate a checkpoint (the student of a ScaleKD run) on a config's test set.
+# torch, mmengine and mmscalekd are imported once the arguments are parsed,
+# so that `--help` answers at once.
 import argparse
 import os
 import os.path as osp
 from copy import deepcopy
-
-import mmengine
-from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from mmscalekd.utils.dataloader import set_dataloader_defaults
 
 
 def parse_args(argv=None):
@@ -28,7 +22,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action='extend',
+        metavar='KEY=VALUE',
         help='override config settings, e.g. test_dataloader.batch_size=64')
     parser.add_argument(
         '--amp',
@@ -68,17 +63,25 @@ def parse_args(argv=None):
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also print the environment, the whole config and the hook '
+        'order before testing (always written to the log file), and the '
+        'traceback of an error')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    from mmscalekd.utils.command_line import dict_options
+    return dict_options(args, 'cfg_options')
 
 
 def use_tta(cfg):
     """Wrap ``cfg.model`` for test-time augmentation, as mmpretrain does:
     the config's ``tta_model`` / ``tta_pipeline``, else the mean score of
     the image and its horizontal flip."""
+    from mmengine.config import ConfigDict
     if 'tta_model' not in cfg:
         cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
     if 'tta_pipeline' not in cfg:
@@ -94,6 +97,7 @@ def use_tta(cfg):
 
 
 def merge_args(cfg, args):
+    from mmscalekd.utils.dataloader import set_dataloader_defaults
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -135,13 +139,16 @@ def merge_args(cfg, args):
 
 def main():
     args = parse_args()
+    import mmengine
+    from mmengine.config import Config
+    from mmengine.evaluator import DumpResults
+
+    from mmscalekd.utils.command_line import build_runner, report_errors
+    report_errors(verbose=args.verbose)
     if args.out is None and args.out_item is not None:
         raise ValueError('--out-item needs --out.')
     cfg = merge_args(Config.fromfile(args.config), args)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg, verbose=args.verbose)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

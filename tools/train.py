@@ -1,15 +1,9 @@
 # Train a model (a ScaleKD student) from a config, as mmpretrain's train.py.
+# torch, mmengine and mmscalekd are imported once the arguments are parsed:
+# `--help` answers at once (`mim train` runs it before every run).
 import argparse
-import logging
 import os
 import os.path as osp
-
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-from mmscalekd.utils.dataloader import set_dataloader_defaults
 
 
 def parse_args(argv=None):
@@ -60,11 +54,13 @@ def parse_args(argv=None):
         '--verbose',
         action='store_true',
         help='also print the environment, the whole config and the hook '
-        'order before training (always written to the log file)')
+        'order before training (always written to the log file), and the '
+        'traceback of an error')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action='extend',
+        metavar='KEY=VALUE',
         help='override config settings, e.g. model.teacher.checkpoint=x.pth')
     parser.add_argument(
         '--launcher',
@@ -76,7 +72,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    from mmscalekd.utils.command_line import dict_options
+    return dict_options(args, 'cfg_options')
 
 
 def is_distiller(cfg) -> bool:
@@ -87,6 +84,7 @@ def is_distiller(cfg) -> bool:
 def amp_dtype() -> str:
     """The AMP dtype of this machine: bfloat16 where the GPU supports it,
     else float16 (with loss scaling)."""
+    import torch
     if not torch.cuda.is_available():
         raise SystemExit(
             '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on '
@@ -133,6 +131,7 @@ def use_amp(cfg, dtype: str) -> str:
 
 def merge_args(cfg, args):
     """Apply the command line to the config."""
+    from mmscalekd.utils.dataloader import set_dataloader_defaults
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -190,57 +189,12 @@ def merge_args(cfg, args):
     return cfg
 
 
-# What mmengine's Runner logs at INFO before the first iteration: about 300
-# lines on a small config. They stay in the log file; the console shows
-# them with --verbose.
-STARTUP_DETAILS = (
-    '\n' + '-' * 60 + '\nSystem environment:',
-    'Config:\n',
-    'Hooks will be executed in the following order:',
-)
-
-
-class StartupDetailsFilter(logging.Filter):
-    """Drops the environment, config and hook-order records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(STARTUP_DETAILS)
-
-
-class _QuietConsole:
-    """Runner mix-in: the console handler of the runner's logger skips the
-    start-up details (the log file handler keeps everything)."""
-
-    def build_logger(self, *args, **kwargs):
-        logger = super().build_logger(*args, **kwargs)
-        for handler in logger.handlers:
-            if not isinstance(handler, logging.FileHandler):
-                handler.addFilter(StartupDetailsFilter())
-        return logger
-
-
-def build_runner(cfg, verbose: bool = False):
-    """The config's runner (``runner_type`` or mmengine's Runner); without
-    ``verbose`` its console leaves out the start-up details."""
-    runner_cls = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg \
-        else Runner
-    if runner_cls is None:
-        raise KeyError(f'`runner_type={cfg.runner_type!r}` is not a '
-                       'registered runner; check `custom_imports`.')
-    if verbose:
-        return runner_cls.from_cfg(cfg)
-    quiet = type(runner_cls.__name__, (_QuietConsole, runner_cls), {})
-    runner = quiet.from_cfg(cfg)
-    log_files = [h.baseFilename for h in runner.logger.handlers
-                 if isinstance(h, logging.FileHandler)]
-    where = f'in {log_files[0]}' if log_files else 'in the log file'
-    runner.logger.info(f'Environment, config and hook order: {where} '
-                       '(--verbose prints them here).')
-    return runner
-
-
 def main():
     args = parse_args()
+    from mmengine.config import Config
+
+    from mmscalekd.utils.command_line import build_runner, report_errors
+    report_errors(verbose=args.verbose)
     cfg = merge_args(Config.fromfile(args.config), args)
     build_runner(cfg, verbose=args.verbose).train()
 

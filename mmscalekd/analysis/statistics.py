@@ -21,14 +21,23 @@ import io
 import os.path as osp
 import pickle
 from dataclasses import dataclass
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
 
 from mmscalekd.utils.checkpoint import _numpy_globals
+
+try:
+    from scipy import stats
+    from statsmodels.stats.contingency_tables import mcnemar
+except ImportError as error:
+    # Training does not need them, so only this extra brings them.
+    missing = (error.name or 'scipy').split('.')[0]
+    raise ImportError(
+        'The statistics of compare_students.py and the quick start need '
+        f'scipy and statsmodels ({missing} is not installed here): pip '
+        'install "mmscalekd[analysis]".') from error
 
 __all__ = [
     'PredictionFileError', 'Predictions', 'PairedComparison', 'SeedComparison',
@@ -170,15 +179,38 @@ def _as_int_vector(value: Any) -> np.ndarray:
     return np.asarray(value).reshape(-1).astype(np.int64)
 
 
+def _as_array(value: Any) -> np.ndarray:
+    """A tensor (bf16 included), array, list or number as a numpy array."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def _sample_index(value: Any) -> Optional[int]:
+    """``sample_idx`` as an int, or None unless it is one integer.
+
+    Checked, not cast: a float (3.5) or a string is not an index DumpResults
+    writes, and casting would pair the images of two files wrongly.
+    """
+    index = _as_array(value)
+    if index.size != 1 or not np.issubdtype(index.dtype, np.integer):
+        return None
+    return int(index.reshape(-1)[0])
+
+
 def predictions_from_results(results: Sequence[Dict[str, Any]],
                              source: str) -> Predictions:
     """Per-image correctness from a list of DumpResults dicts.
 
     Args:
-        results (Sequence[dict]): one dict per image with ``sample_idx``
-            (int), ``gt_label`` (shape ``(1,)`` or int) and ``pred_label``
-            (shape ``(1,)`` or int) or, without it, ``pred_score`` (shape
-            ``(K,)``). Tensors, numpy arrays and plain ints are accepted.
+        results (Sequence[dict]): one dict per image, two images at least,
+            with ``sample_idx`` (an integer), ``gt_label`` (shape ``(1,)``
+            or int) and ``pred_label`` (shape ``(1,)`` or int) or, without
+            it, ``pred_score`` (shape ``(K,)``, finite wherever it is
+            given). Tensors, numpy arrays and plain ints are accepted.
         source (str): name of the file the results came from, for errors.
 
     Returns:
@@ -205,25 +237,36 @@ def predictions_from_results(results: Sequence[Dict[str, Any]],
                 f'{missing or ["pred_label or pred_score"]}; prediction '
                 'files must come from `tools/test.py --out preds.pkl` on a '
                 'single-label classification config.')
+        score = None
+        if 'pred_score' in result:
+            score = _as_array(result['pred_score'])
+            # NaN scores still have an argmax (class 0), so a diverged
+            # model would be scored as if it predicted.
+            if not np.all(np.isfinite(score)):
+                raise PredictionFileError(
+                    f'Image {i} of {source} has a non-finite pred_score '
+                    f'({np.asarray(score).reshape(-1)[:5].tolist()}...): the '
+                    'model that wrote it diverged or saw non-finite pixels. '
+                    'Evaluate a checkpoint with finite weights again with '
+                    '`tools/test.py --out`.')
         gt = _as_int_vector(result['gt_label'])
         if 'pred_label' in result:
             pred = _as_int_vector(result['pred_label'])
         else:
-            score = result['pred_score']
-            if isinstance(score, torch.Tensor):
-                score = score.detach().cpu().float().numpy()
-            pred = np.asarray([np.argmax(np.asarray(score))])
+            pred = np.asarray([np.argmax(score)])
         if gt.size != 1 or pred.size != 1:
             raise PredictionFileError(
                 f'Image {i} of {source} has gt_label of {gt.size} and '
                 f'pred_label of {pred.size} elements; only single-label '
                 'classification (one label per image) can be compared.')
-        index = _as_int_vector(result['sample_idx'])
-        if index.size != 1:
+        index = _sample_index(result['sample_idx'])
+        if index is None:
             raise PredictionFileError(
-                f'Image {i} of {source} has sample_idx of {index.size} '
-                'elements, not one int; is it a `tools/test.py --out` file?')
-        sample_idx[i] = index[0]
+                f'Image {i} of {source} has sample_idx '
+                f'{result["sample_idx"]!r:.60}, not one integer (the index '
+                'of the image in the dataset); is it a `tools/test.py --out` '
+                'file?')
+        sample_idx[i] = index
         gt_label[i], pred_label[i] = gt[0], pred[0]
     order = np.argsort(sample_idx, kind='stable')
     sample_idx, gt_label = sample_idx[order], gt_label[order]
@@ -234,6 +277,11 @@ def predictions_from_results(results: Sequence[Dict[str, Any]],
             f'{source} has sample_idx {repeated[:5].tolist()} more than '
             'once; each file must be one `tools/test.py --out preds.pkl` '
             'run, not several runs joined together.')
+    if num_images < 2:
+        raise PredictionFileError(
+            f'{source} holds the predictions of {num_images} image; a '
+            'comparison needs two at least (a whole validation set: '
+            '`tools/test.py CONFIG CHECKPOINT --out preds.pkl`).')
     return Predictions(source, sample_idx, gt_label, gt_label == pred_label)
 
 

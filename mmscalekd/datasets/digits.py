@@ -83,8 +83,14 @@ def prepare_digits(out_dir: str,
         ``per_class`` (class name -> count over both splits).
     """
     from PIL import Image
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as error:
+        missing = (error.name or 'sklearn').split('.')[0]
+        raise ImportError(
+            f'The digits come with scikit-learn ({missing} is not installed '
+            'here): pip install "mmscalekd[analysis]".') from error
 
     if not 0 < val_fraction < 1:
         raise ValueError(f'`val_fraction={val_fraction}` must be strictly '

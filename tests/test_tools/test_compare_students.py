@@ -5,12 +5,15 @@ import math
 import os.path as osp
 import sys
 
+import mmengine
 import numpy as np
 import pytest
+import torch
 
 from mmscalekd.analysis import compare_paired, paired_verdict
 from tests.conftest import REPO_ROOT, load_tool, run_command
-from tests.test_analysis.test_statistics import (paired_correctness,
+from tests.test_analysis.test_statistics import (dump_results,
+                                                 paired_correctness,
                                                  write_predictions)
 
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'compare_students.py')
@@ -153,10 +156,35 @@ def test_bad_arguments(argv, message, capsys):
 def test_misaligned_files_are_a_clear_error(tmp_path):
     baseline = write_predictions(tmp_path / 'baseline.pkl', np.ones(20, bool))
     scalekd = write_predictions(tmp_path / 'scalekd.pkl', np.ones(10, bool))
-    # the tool exits with the message, not a traceback
-    with pytest.raises(SystemExit) as error:
-        import_tool().main([f'baseline={baseline}', f'scalekd={scalekd}'])
-    message = str(error.value.code)
-    assert message.startswith('compare_students.py: error: ')
+    message = refused(baseline, scalekd)
     assert 'not the same validation set' in message
     assert baseline in message and scalekd in message
+
+
+def refused(*files) -> str:
+    """The one message the tool ends with on these files (no traceback)."""
+    result = run_command([sys.executable, TOOL] + [
+        f'model{i}={path}' for i, path in enumerate(files)], check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
+    assert result.stdout == ''
+    message, hint = result.stderr.splitlines()
+    assert message.startswith('compare_students.py: error: ')
+    assert hint == ('compare_students.py: the traceback is not shown '
+                    '(--verbose prints it here).')
+    return message
+
+
+def test_non_finite_scores_are_refused_not_scored_as_class_0(tmp_path):
+    """An all-NaN file (a diverged model) was scored as class-0 predictions
+    and reported as a significant difference."""
+    baseline = write_predictions(tmp_path / 'baseline.pkl', np.ones(20, bool))
+    results = dump_results(np.ones(20, bool))
+    for result in results:
+        result['pred_score'] = torch.full_like(result['pred_score'],
+                                               float('nan'))
+        result['pred_label'] = torch.tensor([0])
+    diverged = str(tmp_path / 'diverged.pkl')
+    mmengine.dump(results, diverged)
+    message = refused(baseline, diverged)
+    assert f'Image 0 of {diverged} has a non-finite pred_score' in message

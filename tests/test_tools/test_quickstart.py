@@ -24,6 +24,14 @@ def test_shortened_quickstart_report_matches_its_runs(tmp_path):
     ])
     output = result.stdout
     assert 'step 7/7' in output  # progress: teacher + 3 methods x 2 seeds
+    # Each run shows its progress and results, about 15 lines (330 with the
+    # environment, config and hooks, which its log file keeps).
+    runs = output.split('[quickstart] step ')[1:]
+    assert len(runs) == 7
+    for run in runs[:-1]:
+        assert len(run.splitlines()) <= 18, run
+        assert 'Epoch(test)' in run and 'System environment' not in run
+    assert 'MultiScaleDeformableAttention' not in result.stderr
 
     with open(work_dir / 'report.json') as f:
         report = json.load(f)

@@ -15,6 +15,7 @@ from mmengine.config import Config
 
 from mmscalekd.utils.dataloader import has_accelerator
 from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
+from tests.test_tools.stand_ins import recorded, stand_in
 
 SCALEKD_LOSSES = ('loss_cls', 'loss_kd', 'loss_perception_spatial',
                   'loss_perception_frequency', 'loss_final_spatial',
@@ -96,6 +97,7 @@ def test_train_then_test(tmp_path):
                  if 'Epoch(train)' in line)
     assert first < 25, '\n'.join(console[:first])
     assert 'System environment' not in result.stdout
+    assert 'MultiScaleDeformableAttention' not in result.stderr
     # ... and the log file keeps all of it.
     (log, ) = glob.glob(osp.join(work_dir, '*', '*.log'))
     with open(log) as f:
@@ -107,9 +109,20 @@ def test_train_then_test(tmp_path):
     assert not any(k.startswith('teacher.') for k in checkpoint['state_dict'])
 
     predictions = str(tmp_path / 'preds.pkl')
-    run([sys.executable, 'tools/test.py', SMOKE_CONFIG,
-         osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir, '--out',
-         predictions])
+    result = run([sys.executable, 'tools/test.py', SMOKE_CONFIG,
+                  osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir,
+                  '--out', predictions])
+    # The console of a test: the random-teacher warning (7 lines), the
+    # checkpoint, progress and the metrics (344 lines with the start-up
+    # details, which the log file keeps).
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) <= 15, '\n'.join(console)
+    assert 'accuracy/top1' in console[-1]
+    assert 'System environment' not in result.stdout
+    assert 'MultiScaleDeformableAttention' not in result.stderr
+    (log, ) = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))[-1:]
+    with open(log) as f:
+        assert 'System environment:' in f.read()
     with open(predictions, 'rb') as f:
         results = pickle.load(f)
     assert len(results) == 64  # the smoke validation set
@@ -177,34 +190,33 @@ def _installed():
 @pytest.mark.skipif(not _installed(), reason='needs `make install` first')
 def test_mim_train_and_test(tmp_path):
     work_dir = str(tmp_path / 'mim')
-    run(['mim', 'train', 'mmscalekd', SMOKE_CONFIG, '--work-dir', work_dir,
-         *ONE_EPOCH])
+    result = run(['mim', 'train', 'mmscalekd', SMOKE_CONFIG, '--work-dir',
+                  work_dir, *ONE_EPOCH])
     check_training_outputs(work_dir)
+    # mmcv-lite's warning came twice (mim's `train.py -h`, then train.py)
+    assert 'MultiScaleDeformableAttention' not in result.stderr
     result = run([
         'mim', 'test', 'mmscalekd', SMOKE_CONFIG, '--checkpoint',
         osp.join(work_dir, 'epoch_1.pth'), '--work-dir', work_dir
     ])
-    assert 'accuracy/top1' in result.stdout + result.stderr
+    output = (result.stdout + result.stderr).splitlines()
+    assert 'accuracy/top1' in output[-2]  # then mim's "finished" line
+    assert len(output) <= 16, '\n'.join(output)
 
 
 @pytest.mark.skipif(not _installed(), reason='needs `make install` first')
 def test_mim_train_with_the_slurm_launcher(tmp_path, monkeypatch):
     """`mim train mmscalekd CFG --launcher slurm` without --srun-args hands
     srun the package's tools/train.py (with click >= 8.3 mim crashed
-    before: requirements/runtime.txt pins click). A stand-in srun records
-    its arguments."""
+    before: the `mim` extra and requirements/runtime.txt bound click). A
+    stand-in srun records its arguments."""
     bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    record = tmp_path / 'srun_args.json'
-    srun = bin_dir / 'srun'
-    srun.write_text(f'#!{sys.executable}\nimport json, sys\n'
-                    f'json.dump(sys.argv[1:], open({str(record)!r}, "w"))\n')
-    srun.chmod(0o755)
+    record = stand_in(bin_dir, 'srun')
     monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
     run(['mim', 'train', 'mmscalekd', SMOKE_CONFIG, '--launcher', 'slurm',
          '--gpus', '2', '--gpus-per-node', '2', '--partition', 'p',
          '--work-dir', str(tmp_path / 'w')])
-    args = json.loads(record.read_text())
+    args = recorded(record)
     assert args[:4] == ['-p', 'p', '--gres=gpu:2', '--ntasks=2']
     script = args.index('-u') + 1
     assert args[script].endswith(
@@ -403,7 +415,9 @@ def test_test_py_accepts_mmpretrains_test_flags(test_tool, monkeypatch):
             'test_dataloader.batch_size=8']
     theirs = vars(mmpretrain_args(theirs_tool, argv, monkeypatch))
     ours = vars(test_tool.parse_args(argv))
+    assert ours.pop('verbose') is False  # ours alone: the quiet console
     assert theirs == ours
+    ours['verbose'] = False
 
     shown = dict(ours, tta=False)
     cfg = test_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
@@ -431,12 +445,14 @@ def test_test_py_accepts_mmpretrains_test_flags(test_tool, monkeypatch):
 
 def test_startup_details_go_to_the_log_file_only(train_tool, tmp_path,
                                                  capsys):
+    from mmscalekd.utils.command_line import build_runner
+
     def build(verbose, work_dir):
         cfg = built_config(train_tool, '--work-dir', str(work_dir))
         # Its own logger: mmengine names the logger after the experiment
         # (config name and time, to the second) and reuses an existing one.
         cfg.experiment_name = f'startup_verbose_{verbose}'
-        runner = train_tool.build_runner(cfg, verbose=verbose)
+        runner = build_runner(cfg, verbose=verbose)
         (log, ) = [h.baseFilename for h in runner.logger.handlers
                    if hasattr(h, 'baseFilename')]
         with open(log) as f:

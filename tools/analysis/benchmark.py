@@ -9,12 +9,8 @@ import tempfile
 from collections import deque
 from typing import Callable, List, Optional, Sequence
 
-import torch
-from mmengine.config import DictAction
-
-from mmscalekd.analysis.step_cost import (VARIANT_TITLES, assemble_report,
-                                          measure_variant, render_report)
-from mmscalekd.analysis.train_step import PRECISIONS, VARIANTS
+# torch and mmscalekd are imported once the arguments are parsed, so that
+# `--help` answers at once.
 
 DESCRIPTION = """\
 Time one training step (forward, backward, optimizer step with the config's
@@ -66,6 +62,8 @@ def child_command(args: argparse.Namespace, variant: str,
         cmd.append('--channels-last')
     if args.compile:
         cmd.append('--compile')
+    if args.verbose:
+        cmd.append('--verbose')
     if args.cfg_options:
         cmd += ['--cfg-options'] + [
             f'{key}={_option_value(value)}'
@@ -86,6 +84,7 @@ PROGRESS = 'benchmark: '
 
 def progress_printer(variant: str) -> Callable[[str], None]:
     """Prints a progress line of ``variant`` to stderr at once."""
+    from mmscalekd.analysis.step_cost import VARIANT_TITLES
 
     def say(line: str) -> None:
         print(f'{PROGRESS}{VARIANT_TITLES[variant]}: {line}', file=sys.stderr,
@@ -111,6 +110,8 @@ def run_child(command: List[str], variant: str) -> None:
 
 def run_all(args: argparse.Namespace) -> dict:
     """Each variant in a child process, in turn, then the joint report."""
+    from mmscalekd.analysis.step_cost import VARIANT_TITLES, assemble_report
+    from mmscalekd.analysis.train_step import VARIANTS
     load_before = os.getloadavg()
     variants = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,8 +134,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='an mmscalekd ScaleKD config file')
     parser.add_argument('--batch-size', type=int, default=4,
                         help='images per step (default: 4)')
-    parser.add_argument('--precision', choices=sorted(PRECISIONS),
-                        default='fp32',
+    parser.add_argument('--precision', default='fp32',
                         help='fp32, or AMP through torch.autocast with bf16 '
                         'or fp16 (fp16: CUDA only) (default: fp32)')
     parser.add_argument('--channels-last', action='store_true',
@@ -154,15 +154,29 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='timed steps (default: 10)')
     parser.add_argument('--json', metavar='OUT',
                         help='also write every number to this file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action='extend',
+                        metavar='KEY=VALUE',
                         help='override config keys, as in tools/train.py, '
                         'e.g. optim_wrapper.optimizer.fused=False '
                         'model.final_stage.projector.conv_impl=native')
-    parser.add_argument('--variant', choices=VARIANTS,
-                        help='run only this variant, in this process, and '
-                        'write its raw result to --json (what the tool runs '
-                        'in each child process)')
+    parser.add_argument('--variant',
+                        help='run only this variant (student, logit_kd or '
+                        'scalekd), in this process, and write its raw result '
+                        'to --json (what the tool runs in each child '
+                        'process)')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the traceback of an error')
     args = parser.parse_args(argv)
+    import torch
+
+    from mmscalekd.analysis.train_step import PRECISIONS, VARIANTS
+    from mmscalekd.utils.command_line import dict_options
+    for option, value, allowed in (
+            ('--precision', args.precision, sorted(PRECISIONS)),
+            ('--variant', args.variant, VARIANTS)):
+        if value is not None and value not in allowed:
+            parser.error(f'argument {option}: invalid choice: {value!r} '
+                         f'(choose from {", ".join(allowed)})')
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         parser.error('--batch-size and --iters must be >= 1 and --warmup '
                      '>= 0.')
@@ -174,11 +188,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.precision == 'fp16' and args.device == 'cpu':
         parser.error('--precision fp16 needs --device cuda (CPU autocast '
                      'is bf16); use --precision bf16.')
-    return args
+    return dict_options(args, 'cfg_options')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    from mmscalekd.analysis.step_cost import measure_variant, render_report
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     if args.variant:
         report = measure_variant(
             args.config, args.variant, args.cfg_options,

@@ -1,11 +1,9 @@
 # Is one student's gain over another real? Compare tools/test.py predictions.
+# mmscalekd (torch, scipy) is imported once the arguments are parsed, so that
+# `--help` answers at once.
 import argparse
 import json
-import sys
 from typing import Dict, List, Optional, Sequence
-
-from mmscalekd.analysis import (PredictionFileError, compare_students,
-                                render_comparison)
 
 DESCRIPTION = """\
 Compare students evaluated on the same validation set.
@@ -70,6 +68,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--json',
                         metavar='OUT',
                         help='also write every number to this file')
+    parser.add_argument('--verbose',
+                        action='store_true',
+                        help='print the traceback of an error')
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f'--alpha {args.alpha} must be between 0 and 1, e.g. '
@@ -112,11 +113,11 @@ def methods_from_args(
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
-    try:
-        report = compare_students(args.methods, args.alpha, args.n_resamples,
-                                  args.seed)
-    except PredictionFileError as error:
-        sys.exit(f'compare_students.py: error: {error}')
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
+    from mmscalekd.analysis import compare_students, render_comparison
+    report = compare_students(args.methods, args.alpha, args.n_resamples,
+                              args.seed)
     print(render_comparison(report))
     if args.json:
         with open(args.json, 'w') as f:

@@ -1,9 +1,8 @@
 # Native vs. matrix-product 3x3 convolution of the projectors, per shape.
+# torch and mmscalekd are imported once the arguments are parsed, so that
+# `--help` answers at once.
 import argparse
 from typing import List, Optional, Sequence
-
-from mmscalekd.analysis.conv_timing import (DEFAULT_SHAPES, parse_shape,
-                                            render_conv_timings, time_conv3x3)
 
 DESCRIPTION = """\
 Time forward + backward (into the input and the weight) of the projectors'
@@ -27,14 +26,23 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     parser = argparse.ArgumentParser(
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('shapes', nargs='*', default=list(DEFAULT_SHAPES),
-                        help='CHANNELSxSIZE, e.g. 2048x7')
+    parser.add_argument('shapes', nargs='*',
+                        help='CHANNELSxSIZE, e.g. 2048x7 (default: the '
+                        'released configs\' student features)')
     parser.add_argument('--batch-size', type=int, default=4)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the traceback of an error')
     args = parser.parse_args(argv)
+    from mmscalekd.analysis.conv_timing import (DEFAULT_SHAPES, parse_shape,
+                                                render_conv_timings,
+                                                time_conv3x3)
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     try:
-        shapes = [parse_shape(shape) for shape in args.shapes]
+        shapes = [parse_shape(shape)
+                  for shape in args.shapes or DEFAULT_SHAPES]
     except ValueError as error:
         parser.error(str(error))
     rows = [

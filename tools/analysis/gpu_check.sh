@@ -10,6 +10,9 @@
 #
 # Where the OpenMMLab stack is missing (the GPU image), install the wheels
 # prepared by ../shared/tools/gpu-wheels.sh first (carry .whl).
+
+# --help: the text above, not a run.
+case ${1:-} in -h|--help) sed -n '1d; /^#/!q; s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -uo pipefail
 OUT=${OUT:-work_dirs/gpu_check}
 mkdir -p "$OUT"

@@ -3,8 +3,6 @@
 # mmscalekd/datasets/digits.py for the layout and a dataset config.
 import argparse
 
-from mmscalekd.datasets.digits import prepare_digits
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -18,11 +16,17 @@ def parse_args(argv=None):
         default=0.3,
         help='share of each class in the validation split')
     parser.add_argument('--seed', type=int, default=0, help='split seed')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the traceback of an error')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    # Imported now, not before parsing: `--help` answers at once.
+    from mmscalekd.datasets.digits import prepare_digits
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     counts = prepare_digits(args.out, args.val_fraction, args.seed)
     print(f'Wrote {counts["total"]} images to {args.out}: '
           f'{counts["train"]} train, {counts["val"]} val.')

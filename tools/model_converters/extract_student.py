@@ -40,14 +40,16 @@ Usage::
 
     python tools/model_converters/extract_student.py CONFIG CHECKPOINT OUT_DIR
 """
+from __future__ import annotations  # torch and Config name types only
+
 import argparse
 import copy
 import os
 import os.path as osp
 from typing import Dict, List, Optional
 
-import torch
-from mmengine.config import Config
+# torch, mmengine and mmscalekd are imported where they are used, so that
+# `--help` answers at once.
 
 __all__ = [
     'backbone_config', 'checked_student_state_dict', 'extract_student',
@@ -310,6 +312,9 @@ def extract_student(config: str, checkpoint: str, out_dir: str) -> dict:
         dict: kind (``'student'``, ``'config'``, ``'backbone'``,
         ``'backbone_config'``, ``'timm'``) -> path written.
     """
+    import torch
+    from mmengine.config import Config
+
     from mmscalekd.engine.training_checkpoint import read_training_checkpoint
     cfg = Config.fromfile(config)
     if cfg.model.get('type') != 'ScaleKDDistiller':
@@ -365,12 +370,16 @@ def parse_args():
     parser.add_argument('config', help='the distillation config')
     parser.add_argument('checkpoint', help='the distillation checkpoint')
     parser.add_argument('out_dir', help='folder for the student files')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the traceback of an error')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     import mmscalekd  # noqa: F401  (registers TimmStudentBackbone)
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     for kind, path in extract_student(args.config, args.checkpoint,
                                       args.out_dir).items():
         print(f'{kind}: {path}')

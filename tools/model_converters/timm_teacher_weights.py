@@ -20,13 +20,13 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-from mmengine.config import Config
-
+# torch, mmengine and mmscalekd are imported where they are used, so that
+# `--help` answers at once.
 __all__ = ['import_timm_teacher_weights']
 
 
 def _teacher_config(config: str):
+    from mmengine.config import Config
     cfg = Config.fromfile(config)
     model = cfg.model
     if model.get('type') == 'ScaleKDDistiller':
@@ -41,6 +41,7 @@ def import_timm_teacher_weights(config: str, src: str, dst: str) -> str:
         CheckpointError: ``src`` is unreadable or its keys / shapes do not
             match the teacher exactly (nothing is written then).
     """
+    import torch
     from mmpretrain.registry import MODELS
 
     from mmscalekd.models.teachers import (load_teacher_model_config,
@@ -76,12 +77,16 @@ def parse_args():
     parser.add_argument('config', help='distillation or teacher config')
     parser.add_argument('src', help='local timm weights file')
     parser.add_argument('dst', help='output checkpoint (.pth)')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the traceback of an error')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     import mmscalekd  # noqa: F401  (registers the package)
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     path = import_timm_teacher_weights(args.config, args.src, args.dst)
     print(f'teacher checkpoint: {path}')
 

@@ -10,6 +10,8 @@
 # --cfg-options can override). Only warnings and errors are logged (a random
 # teacher is one); --verbose adds mmengine's INFO records, one per
 # initialised weight.
+from __future__ import annotations  # torch and Config name types only
+
 import argparse
 import logging
 import math
@@ -17,20 +19,9 @@ import os.path as osp
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from mmcv.transforms import Compose
-from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
 
-from mmpretrain.registry import MODELS, TRANSFORMS
-
-from mmscalekd.engine.training_checkpoint import (check_model_weights,
-                                                  read_training_checkpoint)
+# torch, matplotlib, mmcv, mmengine, mmpretrain and mmscalekd are imported
+# where they are used, so that `--help` answers at once.
 
 # Teacher tokens drawn by default: an evenly spaced grid of at most this many
 # tokens a side.
@@ -65,13 +56,16 @@ def parse_args(argv=None):
         '--verbose',
         action='store_true',
         help="also print mmengine's INFO log (a line per initialised "
-        'weight when the model is built)')
+        'weight when the model is built), and the traceback of an error')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action='extend',
+        metavar='KEY=VALUE',
         help='override config settings, e.g. model.teacher.checkpoint=None')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from mmscalekd.utils.command_line import dict_options
+    return dict_options(args, 'cfg_options')
 
 
 def build_model(cfg: Config, checkpoint: str, device: str = 'cpu'):
@@ -81,6 +75,11 @@ def build_model(cfg: Config, checkpoint: str, device: str = 'cpu'):
     with the types mmengine writes) and must hold exactly this distiller's
     weights.
     """
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from mmscalekd.engine.training_checkpoint import (
+        check_model_weights, read_training_checkpoint)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = cfg.model.to_dict()
     # As mmengine's Runner: a top-level `data_preprocessor` goes to the model.
@@ -113,6 +112,8 @@ def load_image(cfg: Config, image: str) -> dict:
         raise ValueError(
             f'IMAGE {image!r} is an empty file (0 bytes), e.g. a download or '
             'copy that did not finish; pass an image file (PNG, JPEG, ...).')
+    from mmcv.transforms import Compose
+    from mmpretrain.registry import TRANSFORMS
     pipeline = list(cfg.test_dataloader.dataset.pipeline)
     if not str(pipeline[0]['type']).endswith('LoadImageFromFile'):
         pipeline.insert(0, dict(type='LoadImageFromFile'))
@@ -136,7 +137,6 @@ def get_projector(model, name: str):
     return model.projectors[name]
 
 
-@torch.no_grad()
 def attention_maps(model, inputs: torch.Tensor, projector: str,
                    tokens: Sequence[int]) -> torch.Tensor:
     """Attention of teacher tokens over the student grid, mean over heads.
@@ -159,10 +159,12 @@ def attention_maps(model, inputs: torch.Tensor, projector: str,
             f'--queries {bad} are outside the {module.query_size[0]}x'
             f'{module.query_size[1]} teacher grid of {projector!r}; use '
             f'indices 0..{num_queries - 1}.')
+    import torch
     # The student feature at the projector's tap and the queries it really
     # gets (learned, or the perception outputs), by the distiller's own path.
-    student, queries = model.projector_inputs(inputs)[projector]
-    weights = module.attention_weights(student, queries)  # (1, h, Lq, Ls)
+    with torch.no_grad():
+        student, queries = model.projector_inputs(inputs)[projector]
+        weights = module.attention_weights(student, queries)  # (1, h, Lq, Ls)
     maps = weights[0].mean(0)[list(tokens)]  # (len(tokens), Hs*Ws)
     return maps.reshape(len(tokens), *module.student_size)
 
@@ -182,6 +184,10 @@ def draw(image: np.ndarray, maps: torch.Tensor, tokens: Sequence[int],
     Each student-grid map (``maps``, (Q, Hs, Ws)) is upsampled (bilinear)
     onto the image; the white box marks the teacher token's own cell.
     """
+    import torch.nn.functional as F
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
     height, width = image.shape[:2]
     heat = F.interpolate(
         maps[:, None].float(), size=(height, width), mode='bilinear',
@@ -218,6 +224,10 @@ def draw(image: np.ndarray, maps: torch.Tensor, tokens: Sequence[int],
 def main(argv: Optional[list] = None) -> torch.Tensor:
     """Run the tool; returns the (student-grid) maps it drew."""
     args = parse_args(argv)
+    from mmengine.logging import MMLogger
+
+    from mmscalekd.utils.command_line import report_errors
+    report_errors(verbose=args.verbose)
     # Building the distiller calls init_weights, which logs an INFO record
     # for every parameter (hundreds); keep warnings and errors, and give the
     # logger its level back for whoever called main().
@@ -232,6 +242,7 @@ def main(argv: Optional[list] = None) -> torch.Tensor:
 
 
 def _run(args: argparse.Namespace) -> torch.Tensor:
+    from mmengine.config import Config
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
