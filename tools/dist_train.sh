@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args...]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node; on
+# one node a free port is picked unless PORT is set.
 # Without GPUs the processes train on CPU with the gloo backend.
 
 # --help, or too few arguments: the usage above, not a launch.
@@ -11,17 +12,22 @@ CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
+# One node without a PORT: torchrun picks a free port itself, so two jobs on
+# one machine never collide. Several nodes need the same PORT on each.
+if [ "$NNODES" = 1 ] && [ -z "${PORT:-}" ]; then
+    RENDEZVOUS=(--standalone)
+else
+    RENDEZVOUS=(--nnodes="$NNODES" --node_rank="$NODE_RANK"
+                --master_addr="$MASTER_ADDR" --master_port="${PORT:-29500}")
+fi
+
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
+    "${RENDEZVOUS[@]}" \
     --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
     "$(dirname "$0")/train.py" \
     "$CONFIG" \
     --launcher pytorch "${@:3}"

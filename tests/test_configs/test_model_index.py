@@ -245,7 +245,7 @@ def test_mim_search_lists_every_config(tmp_path):
     result = subprocess.run(
         [sys.executable, '-m', 'mim', 'search', 'mmscalekd',
          '--display-width', '200'],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, capture_output=True, text=True)
     output = result.stdout + result.stderr
     if 'mmscalekd is not installed' in output:
         pytest.skip('needs mmscalekd installed (`make install`)')

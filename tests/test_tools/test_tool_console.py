@@ -60,8 +60,7 @@ def test_launchers_print_usage_instead_of_launching(script, tmp_path):
 
     def launch(*args):
         return subprocess.run(['bash', script, *args], cwd=REPO_ROOT,
-                              env=env, capture_output=True, text=True,
-                              timeout=60)
+                              env=env, capture_output=True, text=True)
 
     for flag in ('--help', '-h'):
         result = launch(flag)
@@ -77,6 +76,33 @@ def test_launchers_print_usage_instead_of_launching(script, tmp_path):
     assert result.returncode == 0, result.stderr
     (launched, ) = [recorded(r) for r in records if osp.exists(r)]
     assert launched[-2:] == ['--cfg-options', 'a=1']
+
+
+@pytest.mark.parametrize('script', ['tools/dist_train.sh',
+                                    'tools/dist_test.sh'])
+def test_one_node_launches_on_a_free_port(script, tmp_path):
+    """Without PORT, torchrun's --standalone picks a free port, so two
+    jobs (or two test runs) on one machine never collide; a PORT, or
+    several nodes, give torchrun the rendezvous address."""
+    bin_dir = tmp_path / 'bin'
+    record = stand_in(bin_dir, 'python')
+    env = {k: v for k, v in os.environ.items() if k != 'PORT'}
+    env['PYTHON'] = str(bin_dir / 'python')
+
+    def launched(**extra):
+        subprocess.run(['bash', script, *LAUNCHERS[script]], cwd=REPO_ROOT,
+                       env=dict(env, **extra), check=True,
+                       capture_output=True)
+        return recorded(record)
+
+    alone = launched()
+    assert '--standalone' in alone
+    assert not any(a.startswith('--master_port') for a in alone)
+    assert '--master_port=1234' in launched(PORT='1234')
+    nodes = launched(NNODES='2', NODE_RANK='1', MASTER_ADDR='10.0.0.1')
+    assert '--standalone' not in nodes
+    assert {'--nnodes=2', '--node_rank=1', '--master_addr=10.0.0.1',
+            '--master_port=29500'} <= set(nodes)
 
 
 def test_importing_mmscalekd_prints_no_mmcv_lite_warning():
