@@ -256,6 +256,7 @@ def backbone_config(student_cfg: dict, backbone_file: str) -> Config:
     ``custom_imports`` registers the type (mmscalekd too for its own
     backbones, e.g. ``TimmStudentBackbone``).
     """
+    from mmengine.config import Config
     backbone = copy.deepcopy(dict(student_cfg['backbone']))
     imports = ['mmpretrain.models']
     if mmscalekd_types(dict(type=backbone['type'])):
