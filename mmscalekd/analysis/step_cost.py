@@ -43,13 +43,14 @@ def measure_variant(config: str,
                     compile: bool = False,
                     warmup: int = 2,
                     iters: int = 10,
-                    progress: Optional[Callable[[str], None]] = None
-                    ) -> dict:
+                    progress: Optional[Callable[[str], None]] = None,
+                    checks: str = 'all') -> dict:
     """Build, warm up, time and count one variant in this process.
 
     ``progress``, if given, receives a line at each stage: the build, every
     warm-up and timed step (:func:`time_calls`), the MAC count and each
-    part of (c).
+    part of (c). ``checks`` says which of FiniteCheckHook's checks the step
+    runs (:func:`~mmscalekd.analysis.train_step.make_train_step`).
 
     Returns:
         dict: ``step_time_s`` (see :func:`summarize_times`),
@@ -62,7 +63,8 @@ def measure_variant(config: str,
     rss_at_start = peak_rss_bytes()
     start = time.perf_counter()
     built = build_train_step(config, options, variant, batch_size, device,
-                             precision, channels_last, compile)
+                             precision, channels_last, compile,
+                             checks=checks)
     say(f'built in {time.perf_counter() - start:.1f} s')
     cuda = device.startswith('cuda')
     if cuda:

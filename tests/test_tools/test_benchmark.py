@@ -254,3 +254,11 @@ def test_cfg_options_reach_the_child_processes(tool):
     assert cfg.optim_wrapper.optimizer.fused is True
     assert cfg.model.final_stage.projector.conv_impl == 'native'
     assert cfg.model.input_size == [40, 48]
+
+
+def test_the_checks_setting_reaches_the_child_processes(tool):
+    args = tool.parse_args([SMOKE_CONFIG, '--checks', 'before-step'])
+    child = tool.parse_args(
+        tool.child_command(args, 'scalekd', 'out.json')[2:])
+    assert child.checks == 'before-step'
+    assert tool.parse_args([SMOKE_CONFIG]).checks == 'all'

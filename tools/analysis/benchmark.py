@@ -47,7 +47,10 @@ Example:
         --batch-size 4 --json work_dirs/benchmark.json
 """
 SETTINGS = ('batch_size', 'precision', 'channels_last', 'compile', 'device',
-            'warmup', 'iters')
+            'warmup', 'iters', 'checks')
+# FiniteCheckHook's checks that the timed step runs (as every training run
+# does: 'all'); the others measure what the checks cost.
+CHECKS = ('all', 'before-step', 'none')
 
 
 def child_command(args: argparse.Namespace, variant: str,
@@ -57,7 +60,8 @@ def child_command(args: argparse.Namespace, variant: str,
            '--variant', variant, '--json', out,
            '--batch-size', str(args.batch_size),
            '--precision', args.precision, '--device', args.device,
-           '--warmup', str(args.warmup), '--iters', str(args.iters)]
+           '--warmup', str(args.warmup), '--iters', str(args.iters),
+           '--checks', args.checks]
     if args.channels_last:
         cmd.append('--channels-last')
     if args.compile:
@@ -152,6 +156,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='untimed steps first (default: 2)')
     parser.add_argument('--iters', type=int, default=10,
                         help='timed steps (default: 10)')
+    parser.add_argument('--checks', choices=CHECKS, default='all',
+                        help="FiniteCheckHook's checks in the timed step, as "
+                        'in a training run: all (default: the loss and '
+                        'gradients before the update, the weights after '
+                        'it), before-step (without the check of the '
+                        'weights), none; to measure what they cost')
     parser.add_argument('--json', metavar='OUT',
                         help='also write every number to this file')
     parser.add_argument('--cfg-options', nargs='+', action='extend',
