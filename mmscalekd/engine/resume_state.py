@@ -26,7 +26,7 @@ from typing import Dict, Optional
 
 import torch
 
-from mmscalekd.utils.checkpoint import CheckpointError
+from mmscalekd.utils.checkpoint import CheckpointError, non_finite_entries
 from .training_checkpoint import checkpoint_number
 
 __all__ = [
@@ -117,8 +117,7 @@ def _finite(value) -> bool:
     if isinstance(value, (int, float)):
         return math.isfinite(value)
     if isinstance(value, torch.Tensor):
-        return not value.is_floating_point() or bool(
-            torch.isfinite(value).all())
+        return not non_finite_entries({'': value})
     if isinstance(value, (list, tuple)):
         return all(_finite(v) for v in value)
     return True

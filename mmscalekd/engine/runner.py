@@ -126,18 +126,20 @@ class ScaleKDRunner(Runner):
         _replace_link(path)
         self.cfg.dump(path)
 
-    def _lock_work_dir(self) -> None:
-        """Rank 0 takes the lock; every rank learns the outcome, so a
-        refusal stops all of them instead of leaving some waiting."""
+    def _take_work_dir(self) -> None:
+        """Rank 0 takes the lock and clears what a killed save left; every
+        rank learns the outcome, so a refusal stops all of them instead of
+        leaving some waiting."""
         options = self.cfg.get('work_dir_lock', dict())
-        if options is None:
-            return
-        lock = WorkDirLock(self.work_dir, **options)  # options checked
+        lock = None if options is None else WorkDirLock(
+            self.work_dir, **options)  # options checked
         error = None
         if is_main_process():
             try:
-                lock.acquire()
-                self._work_dir_lock = lock
+                if lock is not None:
+                    lock.acquire()
+                    self._work_dir_lock = lock
+                self._remove_partial_checkpoints()
             except Exception as refused:  # noqa: BLE001 (shared, re-raised)
                 error = (type(refused).__name__, str(refused))
         if is_distributed():
@@ -149,7 +151,6 @@ class ScaleKDRunner(Runner):
             raise (WorkDirLockedError if kind == 'WorkDirLockedError' else
                    RuntimeError)(message)
 
-    @master_only
     def _remove_partial_checkpoints(self) -> None:
         for folder in self._checkpoint_dirs():
             for path in glob.glob(osp.join(folder, '*.partial')):
@@ -163,9 +164,8 @@ class ScaleKDRunner(Runner):
                     f'Removed {path}, left by a save that was cut off.')
 
     def train(self):
-        self._lock_work_dir()
         try:
-            self._remove_partial_checkpoints()
+            self._take_work_dir()
             self._write_config(self.work_dir)
             return super().train()
         finally:

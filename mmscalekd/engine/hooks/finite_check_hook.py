@@ -9,6 +9,8 @@ from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
 
+from mmscalekd.utils.checkpoint import non_finite_entries
+
 __all__ = ['FiniteCheckHook']
 
 _ADVICE = (
@@ -203,9 +205,10 @@ class FiniteCheckHook(Hook):
         params = [p for group in optimizer.param_groups
                   for p in group['params'] if p.grad is not None]
         if params:
-            norms = torch.stack(
-                [n.float() for n in torch._foreach_norm(params)])
-            self._updated.append((optimizer, ~torch.isfinite(norms).all()))
+            # NaN or Inf when any weight is (or when the norm overflows:
+            # then the weights are looked at one by one).
+            norm = torch.nn.utils.get_total_norm(params)
+            self._updated.append((optimizer, ~torch.isfinite(norm)))
 
     def check_update(self) -> None:
         """Raise if the last update made parameters non-finite (every rank
@@ -213,33 +216,37 @@ class FiniteCheckHook(Hook):
         if not self._updated:
             return
         updated, self._updated = self._updated, []
-        flag = torch.stack([bad for _, bad in updated]).any().float()
+        bad = []
+        if bool(torch.stack([flag for _, flag in updated]).any()):
+            # A norm that is not finite: NaN / Inf weights, or an overflow.
+            bad = [self._names.get(id(p), '?') for optimizer, _ in updated
+                   for group in optimizer.param_groups
+                   for p in group['params']
+                   if not bool(torch.isfinite(p).all())]
+        found = torch.tensor([float(bool(bad))])
         if get_world_size() > 1:
-            all_reduce(flag, op='sum')
-        if not bool(flag.item()):
+            all_reduce(found, op='sum')
+        if not bool(found.item()):
             return
-        bad = [self._names.get(id(p), '?') for optimizer, _ in updated
-               for group in optimizer.param_groups for p in group['params']
-               if not bool(torch.isfinite(p).all())]
         lrs = sorted({group.get('lr') for optimizer, _ in updated
                       for group in optimizer.param_groups}, key=str)
+        where = f'e.g. {bad[:5]}' if bad else 'on another rank'
         raise FloatingPointError(
             f'The optimizer update of iteration {self._iteration()} made '
-            f'weights non-finite (e.g. {bad[:5]}) although its loss and '
-            'gradients were finite: the optimizer state (momentum, moments) '
-            f'or the learning rate ({lrs[:4]}) is non-finite. Nothing of '
-            'this update was saved. Resume an earlier checkpoint; if this '
-            'run was resumed, its checkpoint carries that state (start from '
-            'its weights with `load_from` instead).')
+            f'weights non-finite ({where}) although its loss and gradients '
+            'were finite: the optimizer state (momentum, moments) or the '
+            f'learning rate ({lrs[:4]}) is non-finite. Nothing of this '
+            'update was saved. Resume an earlier checkpoint; if this run '
+            'was resumed, its checkpoint carries that state (start from its '
+            'weights with `load_from` instead).')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Refuse to write a checkpoint holding NaN / Inf tensors."""
-        bad = []
-        for field in ('state_dict', 'ema_state_dict', 'optimizer'):
-            bad += [f'{field}.{name}' for name, tensor in
-                    _tensors(checkpoint.get(field)) if
-                    tensor.is_floating_point() and
-                    not bool(torch.isfinite(tensor).all())]
+        bad = non_finite_entries({
+            f'{field}.{name}': tensor
+            for field in ('state_dict', 'ema_state_dict', 'optimizer')
+            for name, tensor in _tensors(checkpoint.get(field))
+        })
         if bad:
             meta = checkpoint.get('meta') or {}
             raise FloatingPointError(
