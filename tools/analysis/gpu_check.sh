@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of one device session, in one call: the CUDA-only tests and
+# The GPU checks in one call: the CUDA-only tests and
 # the Swin-L -> ResNet-50 benchmark (bf16, batch 128), compiled and eager on
 # the same machine. Each stage has its own time limit, so one that hangs
-# cannot use up the lease; logs and JSON go to $OUT (or ./work_dirs/gpu_check).
+# cannot use up the machine's time; logs and JSON go to $OUT (or ./work_dirs/gpu_check).
 #
 #   bash tools/analysis/gpu_check.sh            # on the GPU machine
 #   BATCH=2 DEVICE=cpu PRECISION=fp32 CONFIG=configs/smoke/scalekd_smoke_synthetic.py \

@@ -1,4 +1,4 @@
-"""The fast paths of issue 13: ``model.compile``, ``model.teacher.dtype``
+"""The fast paths: ``model.compile``, ``model.teacher.dtype``
 and ``model.channels_last`` compute the function of the eager float32 model.
 
 On CPU, compilation is checked with dynamo's ``'eager'`` backend (the
