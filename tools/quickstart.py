@@ -99,6 +99,7 @@ def train_and_evaluate(config, work_dir, seed, epochs, data_root,
     from mmengine.config import Config
     from mmengine.evaluator import DumpResults
 
+    from mmscalekd.engine import run
     from mmscalekd.utils.command_line import build_runner
 
     cfg = Config.fromfile(config)
@@ -114,10 +115,10 @@ def train_and_evaluate(config, work_dir, seed, epochs, data_root,
     if options:
         cfg.merge_from_dict(options)
     runner = build_runner(cfg, verbose)
-    runner.train()
+    run(runner, cfg, 'train')
     preds = osp.join(work_dir, 'preds.pkl')
     runner.test_evaluator.metrics.append(DumpResults(out_file_path=preds))
-    runner.test()
+    run(runner, cfg, 'test')
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     return preds, checkpoint

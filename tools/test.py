@@ -143,16 +143,17 @@ def main():
     from mmengine.config import Config
     from mmengine.evaluator import DumpResults
 
+    from mmscalekd.engine import run
     from mmscalekd.utils.command_line import build_runner, report_errors
     report_errors(verbose=args.verbose)
     if args.out is None and args.out_item is not None:
         raise ValueError('--out-item needs --out.')
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = build_runner(cfg, verbose=args.verbose)
+    runner = build_runner(cfg, verbose=args.verbose, training=False)
     if args.out and args.out_item in ('pred', None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
-    metrics = runner.test()
+    metrics = run(runner, cfg, 'test')
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
 

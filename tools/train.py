@@ -193,10 +193,11 @@ def main():
     args = parse_args()
     from mmengine.config import Config
 
+    from mmscalekd.engine import run
     from mmscalekd.utils.command_line import build_runner, report_errors
     report_errors(verbose=args.verbose)
     cfg = merge_args(Config.fromfile(args.config), args)
-    build_runner(cfg, verbose=args.verbose).train()
+    run(build_runner(cfg, verbose=args.verbose), cfg, 'train')
 
 
 if __name__ == '__main__':

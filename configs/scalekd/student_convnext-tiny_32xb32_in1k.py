@@ -21,8 +21,18 @@
 # The name gives the batch it trains with, 32 GPUs x 32 (1024), not the
 # 32 x 128 of the mmpretrain file it inherits.
 _base_ = ['mmpretrain::convnext/convnext-tiny_32xb128_in1k.py']
+# configs/_base_/scalekd_runtime.py, spelt out after the recipe's own
+# custom_hooks (EMA): mmengine refuses a key that two bases both set.
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+custom_hooks = [
+    dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL'),
+    dict(type='WorkDirHook'),
+    dict(type='CheckpointCheckHook'),
+    dict(type='FiniteCheckHook'),
+    dict(type='DataCheckHook'),
+    dict(type='TeacherValHook'),
+]
+work_dir_lock = dict(stale_after=600, refresh_every=30)
 
 train_dataloader = dict(batch_size=32)
 auto_scale_lr = dict(base_batch_size=1024)

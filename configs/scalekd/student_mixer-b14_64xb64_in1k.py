@@ -2,9 +2,10 @@
 # Mixer-B/16 recipe, trained alone with the same recipe as its
 # ScaleKD configs (the reference point of the paper's gains).
 # Paper top-1 alone: not reported on the method page.
-_base_ = ['mmpretrain::mlp_mixer/mlp-mixer-base-p16_64xb64_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::mlp_mixer/mlp-mixer-base-p16_64xb64_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 model = dict(backbone=dict(patch_size=14))
 

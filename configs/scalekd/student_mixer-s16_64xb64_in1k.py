@@ -4,9 +4,10 @@
 # gains).
 # The paper's ScaleKD result with a Swin-L teacher, 78.63, is +4.61 over
 # this baseline (method page, section 6).
-_base_ = ['mmpretrain::mlp_mixer/mlp-mixer-base-p16_64xb64_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::mlp_mixer/mlp-mixer-base-p16_64xb64_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 # Eight mixer blocks of 512 channels on a 14x14 patch grid; taps read
 # `backbone.model.blocks.<i>` tokens (N, 196, 512).

@@ -3,9 +3,10 @@
 # recipe as its ScaleKD configs (the reference point of the paper's gains).
 # The paper's ScaleKD result with a Swin-L teacher, 75.15, is +3.05 over
 # this baseline (method page, section 6).
-_base_ = ['mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 # MobileNet-V1 1.0x from timm (mmpretrain has none): 512 ch @ 14x14 after
 # `blocks.3`, 1024 ch @ 7x7 after `blocks.4`.

@@ -3,9 +3,10 @@
 # with the same recipe as its ScaleKD configs (the reference point of the
 # paper's gains).
 # Paper top-1: not reported on the method page.
-_base_ = ['mmpretrain::resnet/resnet50_8xb32_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::resnet/resnet50_8xb32_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 # MobileNet-V1 1.0x from timm (mmpretrain has none): 512 ch @ 14x14 after
 # `blocks.3`, 1024 ch @ 7x7 after `blocks.4`.

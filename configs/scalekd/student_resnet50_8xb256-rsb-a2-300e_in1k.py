@@ -22,9 +22,10 @@
 #   little and shows a broken run early.
 # - gradient clipping at 5.0 comes from the paper's text (method page,
 #   section 5): the authors' top-level file that would set it is not public.
-_base_ = ['mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::resnet/resnet50_8xb256-rsb-a2-300e_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 # ResNet-50-D (deep stem, average-pool shortcut), no drop-path, plain BN,
 # sigmoid (BCE) multi-label head; no Mixup / CutMix.

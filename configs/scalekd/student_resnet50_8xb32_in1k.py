@@ -9,9 +9,10 @@
 # the public store, so its contents are taken to be mmpretrain's; see
 # docs/recipes.md for what is known and what is not.
 # Paper top-1: not reported on the method page.
-_base_ = ['mmpretrain::resnet/resnet50_8xb32_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::resnet/resnet50_8xb32_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 # Synchronised BatchNorm across GPUs, as in the authors' traditional
 # ResNet-50 runs (`sync_bn=True` in their distiller configs).

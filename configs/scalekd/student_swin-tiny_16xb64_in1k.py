@@ -3,9 +3,10 @@
 # gains).
 # The paper's ScaleKD result with a Swin-L teacher, 83.80, is +2.62 over
 # this baseline (method page, section 6).
-_base_ = ['mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py',
+    '../_base_/scalekd_runtime.py'
+]
 
 # The optimizer update as one fused kernel: the same update, measured
 # faster (docs/benchmarks.md).

@@ -1,9 +1,12 @@
-from .hooks import DataCheckHook, DataError, FiniteCheckHook
-from .runner import ScaleKDRunner
-from .val_loop import ScaleKDValLoop
+from . import checkpoint_loading  # noqa: F401 (registers the safe loader)
+from .atomic_backend import AtomicLocalBackend
+from .hooks import (CheckpointCheckHook, DataCheckHook, DataError,
+                    FiniteCheckHook, TeacherValHook, WorkDirHook)
+from .launch import prepare_run, run
 from .work_dir_lock import WorkDirLock, WorkDirLockedError
 
 __all__ = [
-    'DataCheckHook', 'DataError', 'FiniteCheckHook', 'ScaleKDRunner',
-    'ScaleKDValLoop', 'WorkDirLock', 'WorkDirLockedError'
+    'AtomicLocalBackend', 'CheckpointCheckHook', 'DataCheckHook', 'DataError',
+    'FiniteCheckHook', 'TeacherValHook', 'WorkDirHook', 'WorkDirLock',
+    'WorkDirLockedError', 'prepare_run', 'run'
 ]

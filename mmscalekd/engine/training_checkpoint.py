@@ -5,7 +5,7 @@ mmengine acts on several fields of a checkpoint after loading it: it used to
 execute ``meta['config']`` as Python (``Config.fromstring``), deletes the
 file that ``message_hub.runtime_info['best_ckpt']`` names when a better one
 is saved, and copies every field of a scheduler's state into the scheduler
-object. :func:`read_training_checkpoint` accepts data only (tensors, numbers,
+object. :func:`check_training_checkpoint` accepts data only (tensors, numbers,
 strings, containers, mmengine's log buffers) and removes or checks each of
 those fields before mmengine sees them.
 """
@@ -23,8 +23,9 @@ from mmscalekd.utils.checkpoint import (CheckpointError, describe_mismatch,
                                         read_checkpoint, strip_ddp_prefix)
 
 __all__ = [
-    'check_model_weights', 'check_state_dict', 'checkpoint_number',
-    'find_latest_checkpoint', 'fsync_path', 'is_complete',
+    'check_model_weights', 'check_state_dict', 'check_training_checkpoint',
+    'checkpoint_number',
+    'find_latest_checkpoint', 'is_complete',
     'read_training_checkpoint', 'sanitize_runtime_info'
 ]
 
@@ -63,23 +64,36 @@ def _check_data(obj, where: str, depth: int = 0) -> None:
 
 def read_training_checkpoint(path: str, key: str,
                              map_location='cpu') -> dict:
-    """An mmengine training checkpoint (or a bare state dict), as data only.
+    """An mmengine training checkpoint (or a bare state dict), as data only:
+    :func:`~mmscalekd.utils.checkpoint.read_checkpoint`, then
+    :func:`check_training_checkpoint`."""
+    checkpoint = read_checkpoint(path, key, map_location)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f'`{key}={path!r}` is not a training checkpoint: it has no '
+            '`state_dict`.')
+    check_training_checkpoint(checkpoint, path, key)
+    return checkpoint
+
+
+def check_training_checkpoint(checkpoint: dict, path: str, key: str) -> None:
+    """Make a loaded checkpoint safe for mmengine to act on, in place.
 
     Besides refusing anything but plain data, this drops ``meta['config']``,
     which mmengine's ``Runner.resume`` would execute as Python to read one
     obsolete field (the GPU ids of the old run). Paths and ids that the
     resumed run would act on are checked by :func:`sanitize_runtime_info`.
 
-    Returns:
-        dict: with ``state_dict`` (a bare state dict is wrapped into one; a
-        ``module.`` prefix on every key removed) and ``meta``.
+    Afterwards ``checkpoint`` has ``state_dict`` (a bare state dict is
+    wrapped into one; a ``module.`` prefix on every key removed) and
+    ``meta``.
     """
-    checkpoint = read_checkpoint(path, key, map_location)
-    if isinstance(checkpoint, dict) and checkpoint and all(
+    if checkpoint and all(
             isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        checkpoint = dict(state_dict=checkpoint)
-    if not isinstance(checkpoint, dict) or not isinstance(
-            checkpoint.get('state_dict'), dict):
+        state_dict = dict(checkpoint)
+        checkpoint.clear()
+        checkpoint['state_dict'] = state_dict
+    if not isinstance(checkpoint.get('state_dict'), dict):
         raise CheckpointError(
             f'`{key}={path!r}` is not a training checkpoint: it has no '
             '`state_dict`.')
@@ -130,11 +144,8 @@ def read_training_checkpoint(path: str, key: str,
             raise CheckpointError(
                 f'`{key}={path!r}`: message_hub.log_scalars {bad[:5]} are not '
                 'log buffers.')
-    return checkpoint
 
 
-# mmengine's CheckpointHook deletes the file (or directory tree) named by
-# these runtime-info entries when it writes a newer one.
 _PATH_INFO = re.compile(r'^(best_ckpt(_.+)?|last_ckpt)$')
 _SCORE_INFO = re.compile(r'^best_score(_.+)?$')
 # The names it gives those files: `best_<metric>_epoch_3.pth`, `epoch_3.pth`.
@@ -259,30 +270,11 @@ def _hint(expected: Iterable[str], loaded: Iterable[str]) -> str:
             'was trained with.')
 
 
-# `model_architecture` keys recorded by checkpoints of the flat stage form.
-_OLD_RECORD_KEYS = {'num_heads': 'projector.num_heads',
-                    'self_query': 'projector.self_query'}
-
-
-def _upgrade_record(recorded: dict) -> dict:
-    """A ``model_architecture`` of the flat stage form, in today's keys."""
-    upgraded = {}
-    for key, value in recorded.items():
-        stage, _, name = key.partition('.')
-        upgraded[f'{stage}.{_OLD_RECORD_KEYS.get(name, name)}'] = value
-    if 'perception_stage.num_heads' in recorded:  # flat form: CAP + TPP
-        for stage in ('perception_stage', 'final_stage'):
-            upgraded[f'{stage}.projector.type'] = 'CrossAttentionProjector'
-        upgraded['perception_stage.teacher_perception'] = True
-    return upgraded
-
-
 def architecture_differences(recorded, current: dict) -> List[str]:
     """How a checkpoint's recorded ``model_architecture`` differs from a
     distiller's ``architecture``, one line per config key."""
     if not isinstance(recorded, dict):
         return [f'its recorded architecture is {recorded!r}']
-    recorded = _upgrade_record(recorded)
     return [
         f'`model.{key}` is {recorded.get(key)!r} in the checkpoint and '
         f'{current.get(key)!r} in the config'
@@ -447,12 +439,3 @@ def find_latest_checkpoint(work_dir: str,
             'that was cut off?); trying an older checkpoint.',
             logger='current', level=30)
     return None
-
-
-def fsync_path(path: str) -> None:
-    """Flush a file's (or a directory's entries') data to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

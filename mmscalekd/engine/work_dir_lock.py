@@ -201,14 +201,20 @@ class WorkDirLock:
             f'Could not take the lock {self.path}: other runs keep taking '
             'it. Use another --work-dir.')
 
-    def _take_over_if_dead(self) -> None:
-        holder, age = self._read(), self._age()
+    def check_free(self) -> None:
+        """Raise :class:`WorkDirLockedError` if a live run holds the lock,
+        without taking it: a tool asks before it writes anything into the
+        work dir (the lock itself is taken when training starts)."""
+        if osp.lexists(self.path):
+            self._refuse_if_alive(self._read(), self._age())
+
+    def _refuse_if_alive(self, holder: Optional[dict], age: float) -> str:
+        """Why the holder is gone, or :class:`WorkDirLockedError`."""
         if holder is not None and holder.get('pid') == os.getpid() and \
                 holder.get('host') == socket.gethostname() and \
                 holder.get('process_start') == _process_start(os.getpid()):
-            reason = 'left by this process (an earlier run in it)'
-        else:
-            reason = self._why_dead(holder, age)
+            return 'left by this process (an earlier run in it)'
+        reason = self._why_dead(holder, age)
         if reason is None:
             raise WorkDirLockedError(
                 f'The work dir {self.work_dir} is in use by another training '
@@ -216,6 +222,11 @@ class WorkDirLock:
                 f'{self.path}). Two runs in one work dir overwrite each '
                 "other's checkpoints and logs. " +
                 self._what_to_do(holder, age))
+        return reason
+
+    def _take_over_if_dead(self) -> None:
+        holder, age = self._read(), self._age()
+        reason = self._refuse_if_alive(holder, age)
         # Move the dead lock aside under a unique name (atomic; a link is
         # moved, not what it points to); if another starting run took it
         # over first, the rename fails and we retry.

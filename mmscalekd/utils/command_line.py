@@ -54,16 +54,21 @@ class _QuietConsole:
         return logger
 
 
-def build_runner(cfg, verbose: bool = False):
-    """The config's runner (``runner_type`` or mmengine's Runner); without
-    ``verbose`` its console leaves out the start-up details."""
+def build_runner(cfg, verbose: bool = False, training: bool = True):
+    """The config's runner (``runner_type`` or mmengine's Runner), with the
+    config prepared for it by :func:`mmscalekd.engine.prepare_run`; without
+    ``verbose`` its console leaves out the start-up details (a console
+    filter over whichever runner class the config names)."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from mmscalekd.engine import prepare_run
     runner_cls = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg \
         else Runner
     if runner_cls is None:
         raise KeyError(f'`runner_type={cfg.runner_type!r}` is not a '
                        'registered runner; check `custom_imports`.')
+    cfg = prepare_run(cfg, training)
     if verbose:
         return runner_cls.from_cfg(cfg)
     quiet = type(runner_cls.__name__, (_QuietConsole, runner_cls), {})

@@ -8,7 +8,7 @@
 
 The process kills itself with SIGKILL (as a pre-empted or dying node would),
 or a weight turns NaN, at the given point. Everything else is the real
-ScaleKDRunner on the real smoke config.
+mmengine Runner on the real smoke config, as tools/train.py builds it.
 """
 import argparse
 import os
@@ -17,7 +17,6 @@ import sys
 
 import torch
 from mmengine.config import Config
-from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
 
@@ -56,19 +55,21 @@ class NaNAtIter(Hook):
 
 
 def kill_while_saving(epoch):
-    """SIGKILL half-way through writing epoch_<epoch>.pth."""
-    put = LocalBackend.put
+    """SIGKILL half-way through writing epoch_<epoch>.pth (the atomic
+    backend writes it as epoch_<epoch>.pth.partial first)."""
+    from mmscalekd.engine import AtomicLocalBackend
+    write = AtomicLocalBackend._write
 
-    def partial_put(self, obj, filepath):
-        if f'epoch_{epoch}.pth' in str(filepath):
-            with open(filepath, 'wb') as f:
-                f.write(obj[:len(obj) // 2])
+    def partial_write(data, path, mode):
+        if f'epoch_{epoch}.pth' in str(path):
+            with open(f'{path}.partial', 'wb') as f:
+                f.write(data[:len(data) // 2])
                 f.flush()
                 os.fsync(f.fileno())
             os.kill(os.getpid(), signal.SIGKILL)
-        return put(self, obj, filepath)
+        return write(data, path, mode)
 
-    LocalBackend.put = partial_put
+    AtomicLocalBackend._write = staticmethod(partial_write)
 
 
 def main():
@@ -90,7 +91,8 @@ def main():
     cfg.env_cfg.dist_cfg = dict(backend='gloo', timeout=600)
     if args.teacher_checkpoint:
         cfg.model.teacher.checkpoint = args.teacher_checkpoint
-    runner = RUNNERS.build(cfg)
+    from mmscalekd.engine import prepare_run
+    runner = RUNNERS.build(prepare_run(cfg, training=True))
     if args.kill_at_iter is not None:
         runner.register_hook(KillAtIter(args.kill_at_iter))
     if args.nan_at_iter is not None:

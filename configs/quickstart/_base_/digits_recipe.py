@@ -2,9 +2,10 @@
 # (real 8x8 scans, written by tools/dataset_converters/prepare_digits.py),
 # upsampled to 16 px, with a light random translation; AdamW, cosine schedule.
 # Teacher, student alone, logit KD and ScaleKD differ only in `model`.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/scalekd_runtime.py'
+]
 
 data_root = 'data/digits'
 num_classes = 10

@@ -1,8 +1,12 @@
-from .data_check_hook import (DataCheckHook, DataError, ReportingDataset,
-                              dataset_build_problem)
+from .checkpoint_check_hook import CheckpointCheckHook
+from .data_check_hook import (DataCheckHook, DataError, ReportingPipeline,
+                              dataset_build_problem, dataset_error)
 from .finite_check_hook import FiniteCheckHook
+from .teacher_val_hook import TeacherValHook
+from .work_dir_hook import WorkDirHook, replace_link
 
 __all__ = [
-    'DataCheckHook', 'DataError', 'FiniteCheckHook', 'ReportingDataset',
-    'dataset_build_problem'
+    'CheckpointCheckHook', 'DataCheckHook', 'DataError', 'FiniteCheckHook',
+    'ReportingPipeline', 'TeacherValHook', 'WorkDirHook',
+    'dataset_build_problem', 'dataset_error', 'replace_link'
 ]

@@ -10,7 +10,10 @@ from mmengine.model import is_model_wrapper
 
 from mmpretrain.registry import HOOKS
 
-__all__ = ['DataCheckHook', 'DataError', 'dataset_build_problem']
+__all__ = [
+    'DataCheckHook', 'DataError', 'ReportingPipeline', 'dataset_build_problem',
+    'dataset_error', 'report_samples'
+]
 
 
 class DataError(ValueError):
@@ -39,13 +42,15 @@ def _sample_name(sample, fallback) -> str:
 class DataCheckHook(Hook):
     """Refuse labels the model cannot predict and non-finite predictions.
 
-    Registered by :class:`ScaleKDRunner` in every run.
+    In ``configs/_base_/scalekd_runtime.py``, so in every shipped config.
 
     - Before training, the training set's labels are checked against the
       head's ``num_classes`` (for datasets that list them), and each batch's
       labels before it reaches the model: an out-of-range label would
       otherwise index past the logits (a device-side assert on GPUs) or be
       one-hot encoded into nothing by Mixup / CutMix.
+    - A sample that cannot be loaded names its file and the dataset's
+      config key (:class:`ReportingPipeline`).
     - In validation and test, non-finite predictions (NaN pixels in the
       data, or a diverged model) are an error: argmax over NaN scores picks
       class 0 and quietly lowers the accuracy.
@@ -63,6 +68,7 @@ class DataCheckHook(Hook):
     def before_train(self, runner) -> None:
         self._setup(runner)
         dataset = runner.train_dataloader.dataset
+        report_samples(dataset, 'train_dataloader.dataset')
         get_gt_labels = getattr(dataset, 'get_gt_labels', None)
         if self._num_classes is None or get_gt_labels is None:
             return
@@ -112,9 +118,12 @@ class DataCheckHook(Hook):
 
     def before_val(self, runner) -> None:
         self._setup(runner)
+        report_samples(runner.val_dataloader.dataset, 'val_dataloader.dataset')
 
     def before_test(self, runner) -> None:
         self._setup(runner)
+        report_samples(runner.test_dataloader.dataset,
+                       'test_dataloader.dataset')
 
     def before_val_iter(self, runner, batch_idx: int,
                         data_batch=None) -> None:
@@ -223,53 +232,92 @@ def dataset_build_problem(error: Exception, cfg, key: str) -> Optional[str]:
     return None
 
 
-class ReportingDataset(torch.utils.data.Dataset):
-    """A dataset whose failing samples name their file and the config key.
+def dataset_error(error: BaseException, cfg) -> Optional['DataError']:
+    """The :class:`DataError` for ``error`` raised while a run built its
+    data loaders from ``cfg``, or None when it is not one of the data
+    mistakes :func:`dataset_build_problem` names. Datasets are built before
+    any hook runs, so the tools ask this of what ``runner.train()`` or
+    ``runner.test()`` raised."""
+    if not isinstance(error, (OSError, ValueError)) or isinstance(
+            error, DataError):
+        return None
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        dataset = loader.get('dataset') if hasattr(loader, 'get') else None
+        if isinstance(dataset, dict):
+            problem = dataset_build_problem(
+                error, dataset, f'{split}_dataloader.dataset')
+            if problem is not None and _names_a_missing_path_or_label(
+                    problem):
+                return DataError(problem)
+    return None
+
+
+def _names_a_missing_path_or_label(problem: str) -> bool:
+    # The generic "a file it reads does not exist" could be any missing
+    # file of the run; only the named keys are sure to be the data's.
+    return not problem.startswith('Building `')
+
+
+class ReportingPipeline:
+    """A dataset's pipeline whose failing samples name their file and the
+    config key.
 
     A sample that cannot be loaded (an unreadable or corrupt image) raises
     deep in a data-loader worker with the pipeline's own message; here it
-    becomes a :class:`DataError` naming the file, the index and the
-    dataset's config key. Everything else is the wrapped dataset's.
+    becomes a :class:`DataError` naming the file, the dataset's config key
+    and its folder. :class:`DataCheckHook` puts it in place before each
+    loop iterates (and so before any worker starts).
 
     Args:
-        dataset: the built dataset.
+        pipeline: the dataset's ``pipeline``.
         key (str): its config key, e.g. ``'train_dataloader.dataset'``.
+        where (str): the dataset's ``data_root`` / ``ann_file``, for the
+            message.
     """
 
-    def __init__(self, dataset, key: str) -> None:
-        self.dataset = dataset
+    def __init__(self, pipeline, key: str, where: str) -> None:
+        self.pipeline = pipeline
         self.key = key
+        self.where = where
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index):
+    def __call__(self, results):
         try:
-            return self.dataset[index]
+            return self.pipeline(results)
         except Exception as error:  # noqa: BLE001 (re-raised, named)
-            raise DataError(self._message(index, error)) from error
-
-    def _message(self, index, error) -> str:
-        try:
-            name = _sample_name(self.dataset.get_data_info(index), index)
-        except Exception:  # noqa: BLE001 (best effort for the message)
-            name = f'sample {index}'
-        where = ', '.join(
-            f'{attr}={getattr(self.dataset, attr)!r}'
-            for attr in ('data_root', 'ann_file')
-            if getattr(self.dataset, attr, None))
-        return (f'Cannot load {name} (index {index}) of `{self.key}` '
-                f'({type(self.dataset).__name__}{", " + where if where else ""}'
-                f'): {type(error).__name__}: {error}. Replace the file, or '
-                'remove it from the dataset (its line in the annotation '
-                'file).')
+            index = results.get('sample_idx') if hasattr(results,
+                                                         'get') else None
+            name = _sample_name(results, index)
+            raise DataError(
+                f'Cannot load {name} (index {index}) of `{self.key}`'
+                f'{self.where}: {type(error).__name__}: {error}. Replace the '
+                'file, or remove it from the dataset (its line in the '
+                'annotation file).') from error
 
     def __getattr__(self, name: str):
-        if name in ('dataset', 'key'):  # not set yet (unpickling)
+        if name in ('pipeline', 'key', 'where'):  # not set yet (unpickling)
             raise AttributeError(name)
-        return getattr(self.dataset, name)
+        return getattr(self.pipeline, name)
 
-    def __deepcopy__(self, memo):
-        # mmengine deep-copies a data loader config before building it; the
-        # dataset is already built (and may list a million samples).
-        return self
+
+def report_samples(dataset, key: str) -> None:
+    """Give ``dataset`` (and the datasets a wrapper holds) a
+    :class:`ReportingPipeline`."""
+    inner = getattr(dataset, 'datasets', None)
+    if isinstance(inner, (list, tuple)):
+        for part in inner:
+            report_samples(part, key)
+        return
+    if isinstance(getattr(dataset, 'dataset', None), torch.utils.data.Dataset):
+        report_samples(dataset.dataset, key)
+        return
+    pipeline = getattr(dataset, 'pipeline', None)
+    if pipeline is None or not callable(pipeline) or isinstance(
+            pipeline, ReportingPipeline):
+        return
+    where = ', '.join(f'{attr}={getattr(dataset, attr)!r}'
+                      for attr in ('data_root', 'ann_file')
+                      if getattr(dataset, attr, None))
+    dataset.pipeline = ReportingPipeline(
+        pipeline, key, f' ({type(dataset).__name__}, {where})' if where else
+        f' ({type(dataset).__name__})')

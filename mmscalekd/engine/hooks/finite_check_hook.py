@@ -45,8 +45,8 @@ def _tensors(value, prefix: str = ''):
 class FiniteCheckHook(Hook):
     """Check each optimizer step for non-finite losses and gradients.
 
-    Registered by :class:`ScaleKDRunner` in every training run (configure it
-    with ``custom_hooks=[dict(type='FiniteCheckHook', ...)]``). Right before
+    In ``configs/_base_/scalekd_runtime.py``, so in every shipped config
+    (its options are this hook's arguments in ``custom_hooks``). Right before
     the optimizer updates the weights it checks the gradient norm and, for a
     :class:`ScaleKDDistiller`, every loss term of the iteration:
 
@@ -151,9 +151,9 @@ class FiniteCheckHook(Hook):
         device = grads[0].device if grads else torch.device('cpu')
         flags = [torch.zeros(1, device=device)]
         if grads:
-            norms = torch.stack(
-                [n.float() for n in torch._foreach_norm(grads)])
-            flags = [(~torch.isfinite(norms).all()).float().reshape(1)]
+            # One norm of all gradients: NaN/Inf if any entry is.
+            total = torch.nn.utils.get_total_norm(grads)
+            flags = [(~torch.isfinite(total)).float().reshape(1)]
         if loss_flags is not None:
             flags.append(loss_flags.float().to(device))
         flags = torch.cat(flags)
