@@ -166,6 +166,15 @@ def smoke_config(work_dir, num_samples=64, max_epochs=1, validate=False,
     if not validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.train_cfg.val_interval = 10**6
+    # `custom_hooks` join the config's (configs/_base_/scalekd_runtime.py),
+    # replacing a hook of the same type.
+    for hook in options.pop('custom_hooks', []):
+        same = [i for i, h in enumerate(cfg.custom_hooks)
+                if h['type'] == hook['type']]
+        if same:
+            cfg.custom_hooks[same[0]] = hook
+        else:
+            cfg.custom_hooks.append(hook)
     cfg.merge_from_dict(options)
     return cfg
 

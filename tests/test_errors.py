@@ -606,9 +606,10 @@ CASES = {
     'E59': (lambda t: build_distiller(teacher=dict(mean=[0, 0, 0])),
             KeyError, r'model\.teacher\.mean.*model\.teacher\.std'),
     'E60': (lambda t: build_runner(smoke_config(
-        t, validate=True, val_cfg=dict(evaluate_teacher='sometimes'))
+        t, validate=True, custom_hooks=[dict(
+            type='TeacherValHook', evaluate_teacher='sometimes')])
     ).train(), ValueError,
-            r"val_cfg\.evaluate_teacher='sometimes'.*'first'"),
+            r"TeacherValHook\.evaluate_teacher='sometimes'.*'first'"),
     'E61': (lambda t, mp, run: _resume_edited(t, run, lambda c: c[
         'state_dict']), CheckpointError,
             r"resume=.*crafted\.pth.* cannot be resumed: it has no "

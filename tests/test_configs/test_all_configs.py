@@ -52,6 +52,11 @@ STEPPED = [c for c in CONFIGS if c not in LOGIT_KD + STUDENT_ALONE]
 
 
 @functools.lru_cache(maxsize=None)
+RUNTIME = Config.fromfile(osp.join(REPO_ROOT, 'configs', '_base_',
+                                   'scalekd_runtime.py'))
+RUNTIME_HOOKS = [h['type'] for h in RUNTIME.custom_hooks]
+
+
 def parse(path) -> Config:
     """The config, parsed once per test run (the baselines' checks read
     their ScaleKD configs again)."""
@@ -62,7 +67,11 @@ def load(path) -> Config:
     """The config as a user's run reads it, checked as every run needs."""
     cfg = copy.deepcopy(parse(path))
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    assert cfg.runner_type == 'ScaleKDRunner'
+    # mmengine's own Runner, with the hooks of configs/_base_/scalekd_runtime.py
+    assert 'runner_type' not in cfg
+    assert [h['type'] for h in cfg.custom_hooks
+            if h['type'] != 'EMAHook'] == RUNTIME_HOOKS
+    assert cfg.work_dir_lock == RUNTIME.work_dir_lock
     assert 'mmscalekd' in cfg.custom_imports['imports']
     # The training pipeline of the config builds.
     Compose(cfg.train_dataloader.dataset.pipeline)

@@ -1,8 +1,8 @@
-"""Validation evaluates the teacher beside the student (first time)."""
+"""Validation evaluates the teacher beside the student (first time), with
+TeacherValHook."""
 import pytest
 import torch
 
-from mmscalekd.engine import ScaleKDValLoop
 from tests.conftest import build_runner, smoke_config
 
 
@@ -26,9 +26,8 @@ def teacher_accuracy(runner) -> float:
 def test_teacher_metrics_join_the_validations_asked_for(tmp_path, when,
                                                         expected):
     runner = build_runner(smoke_config(
-        tmp_path, max_epochs=2, validate=True,
-        val_cfg=dict(evaluate_teacher=when)))
-    assert isinstance(runner.val_loop, ScaleKDValLoop)
+        tmp_path, max_epochs=2, validate=True, custom_hooks=[dict(
+            type='TeacherValHook', evaluate_teacher=when)]))
     seen = []
     run = runner.val_loop.run
     runner.val_loop.run = lambda: seen.append(run()) or seen[-1]

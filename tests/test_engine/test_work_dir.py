@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mmscalekd.engine import WorkDirLock, WorkDirLockedError
+from mmscalekd.engine import WorkDirHook
 from mmscalekd.engine.training_checkpoint import find_latest_checkpoint
 from tests.conftest import build_runner, run_log, smoke_config
 
@@ -155,7 +156,8 @@ def test_a_lock_taken_by_another_run_stops_this_one_before_it_saves(
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             if runner.iter == 0:
-                lock = runner._work_dir_lock
+                (lock, ) = [h.lock for h in runner.hooks
+                            if isinstance(h, WorkDirHook)]
                 os.remove(lock.path)
                 write_lock(runner.work_dir, host='other-node', pid=7)
                 wait_for(lambda: lock.lost is not None, 'noticed')

@@ -356,8 +356,11 @@ def test_student_config_names_nothing_of_mmscalekd(tool, config):
     assert tool.mmscalekd_types(student.to_dict()) == (
         ['SyntheticClassificationDataset'] if 'smoke' in config else [])
     assert student.model.type in ('ImageClassifier', 'TimmClassifier')
+    assert not {h['type'] for h in student.get('custom_hooks', [])} & set(
+        tool.RUNTIME_HOOKS)
     # the original config is untouched
-    assert cfg.runner_type == 'ScaleKDRunner'
+    assert [h['type'] for h in cfg.custom_hooks][-5:] == list(
+        tool.RUNTIME_HOOKS)
 
 
 def test_a_timm_student_becomes_mmpretrains_timm_classifier(tool):

@@ -6,7 +6,7 @@ Writes, into OUT_DIR:
   (``state_dict`` without the ``student.`` prefix, ``meta.dataset_meta``
   when the run recorded it), and ``student_config.py``: the distillation
   config with ``model`` replaced by the student and without what only
-  mmscalekd reads (``custom_imports``, ``runner_type``, the teacher and
+  mmscalekd reads (``custom_imports``, its hooks, the teacher and
   student dicts), so the pair loads where only mmpretrain is installed. A
   ``TimmStudentBackbone`` student is written as mmpretrain's
   ``TimmClassifier`` (the same network, timm's parameter names; needs timm).
@@ -210,14 +210,19 @@ def mmscalekd_types(cfg: dict) -> List[str]:
     return sorted(found)
 
 
+# The hooks of configs/_base_/scalekd_runtime.py (mmscalekd's own).
+RUNTIME_HOOKS = ('WorkDirHook', 'CheckpointCheckHook', 'FiniteCheckHook',
+                 'DataCheckHook', 'TeacherValHook')
+
+
 def student_config(cfg: Config) -> Config:
     """The distillation config as the student\'s own mmpretrain config.
 
     ``model`` becomes the student (with the distiller's data preprocessor;
     a timm student becomes :func:`timm_classifier_config`). What only
     distillation and mmscalekd need goes: ``mmscalekd`` in
-    ``custom_imports``, ``runner_type='ScaleKDRunner'`` and its
-    ``work_dir_lock``, and top-level network dicts other than ``model``
+    ``custom_imports``, the hooks of ``configs/_base_/scalekd_runtime.py``
+    and its ``work_dir_lock``, and top-level network dicts other than ``model``
     (the teacher / student building blocks). Data, schedule and runtime
     settings stay, so the student can be tested and fine-tuned with
     mmpretrain\'s own tools.
@@ -237,9 +242,13 @@ def student_config(cfg: Config) -> Config:
             out.custom_imports.imports = imports
         else:
             out.pop('custom_imports')
-    if out.get('runner_type') == 'ScaleKDRunner':
-        out.pop('runner_type')
-        out.pop('work_dir_lock', None)
+    hooks = [hook for hook in out.get('custom_hooks') or []
+             if hook.get('type') not in RUNTIME_HOOKS]
+    if hooks:
+        out.custom_hooks = hooks
+    else:
+        out.pop('custom_hooks', None)
+    out.pop('work_dir_lock', None)
     for key in [k for k in out.keys() if k != 'model']:
         if _is_network(out[key]):
             out.pop(key)

@@ -6,6 +6,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import find_latest_checkpoint as last_checkpoint_of
 
 from mmpretrain.registry import HOOKS
 from mmscalekd.utils.checkpoint import check_finite_weights
@@ -83,26 +84,33 @@ class CheckpointCheckHook(Hook):
         self._resumed_from = None
 
     # ------------------------------------------------- what will be loaded
-    def _resume_source(self, runner) -> Optional[str]:
+    @staticmethod
+    def _resume_source(runner) -> Optional[str]:
+        """The checkpoint a training run resumes from, if it resumes."""
         if not (is_training(runner) and runner.cfg.get('resume')):
             return None
         if runner.cfg.get('load_from'):
             return runner.cfg.load_from
         finder = next((h for h in runner.hooks if isinstance(h, WorkDirHook)),
                       None)
-        return finder.resume_from if finder is not None else None
+        if finder is not None and finder.resume_from:
+            return finder.resume_from
+        # FlexibleRunner loads before any hook's before_run: what mmengine
+        # itself resumed from.
+        return last_checkpoint_of(runner.work_dir)
 
     def before_run(self, runner) -> None:
         if is_training(runner):
             _check_length(runner.cfg.get('train_cfg'))
-        self._resumed_from = self._resume_source(runner)
-        if self._resumed_from:
-            name_source(self._resumed_from, 'resume')
+        resume_from = self._resume_source(runner)
+        if resume_from:
+            name_source(resume_from, 'resume')
         elif runner.cfg.get('load_from'):
             name_source(runner.cfg.load_from, 'load_from')
 
     # --------------------------------------------------------- the checks
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._resumed_from = self._resume_source(runner)
         resuming = self._resumed_from is not None
         key = 'resume' if resuming else 'load_from'
         path = self._resumed_from or runner.cfg.get('load_from') or \
