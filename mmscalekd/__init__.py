@@ -1,6 +1,6 @@
 """mmscalekd: ScaleKD distillation as an mmpretrain plugin.
 
-Importing the package registers its models, losses, datasets and runner in
+Importing the package registers its models, losses, datasets and hooks in
 mmpretrain's registries (configs load it with ``custom_imports``).
 """
 import importlib

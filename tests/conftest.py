@@ -195,9 +195,13 @@ def one_epoch_run(tmp_path_factory):
     return work_dir
 
 
-def build_runner(cfg):
+def build_runner(cfg, training=True):
+    """mmengine's Runner for ``cfg``, prepared as mmscalekd's tools prepare
+    it (:func:`mmscalekd.engine.prepare_run`)."""
     from mmengine.registry import RUNNERS
-    return RUNNERS.build(cfg)
+
+    from mmscalekd.engine import prepare_run
+    return RUNNERS.build(prepare_run(cfg, training))
 
 
 def run_log(runner) -> str:

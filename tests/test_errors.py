@@ -127,7 +127,7 @@ def _other_heads(tmp_path):
     distiller = build_distiller()
     return _test_with(tmp_path, _checkpoint(tmp_path, meta=dict(
         model_architecture={**distiller.architecture,
-                            'final_stage.num_heads': 8})))
+                            'final_stage.projector.num_heads': 8})))
 
 
 def _extract_other_student(tmp_path):
@@ -257,10 +257,16 @@ def _image_dataset(tmp_path, labels, corrupt=()):
                           dict(type='PackInputs')])
 
 
+def _train(cfg):
+    """Train as tools/train.py does (data mistakes named by their key)."""
+    from mmscalekd.engine import run
+    run(build_runner(cfg), cfg, 'train')
+
+
 def _train_on(tmp_path, dataset):
-    build_runner(smoke_config(tmp_path / 'run', **{
+    _train(smoke_config(tmp_path / 'run', **{
         'train_dataloader.dataset': dict(dataset, _delete_=True),
-        'train_dataloader.batch_size': 2})).train()
+        'train_dataloader.batch_size': 2}))
 
 
 def _evaluate_nan_pixels(tmp_path):
@@ -370,10 +376,10 @@ def _string_labels(tmp_path):
 
 def _missing_imagenet(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where `data/imagenet` is not
-    build_runner(smoke_config(tmp_path / 'run', **{
+    _train(smoke_config(tmp_path / 'run', **{
         'train_dataloader.dataset': dict(
             type='ImageNet', data_root='data/imagenet', split='train',
-            pipeline=[], _delete_=True)})).train()
+            pipeline=[], _delete_=True)}))
 
 
 # id -> (callable(tmp_path[, monkeypatch[, trained]]) raising, exception

@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from mmscalekd.utils.checkpoint import _numpy_globals
+from mmscalekd.compat import numpy_pickle_globals, torch_tensor_rebuild
 
 try:
     from scipy import stats
@@ -148,9 +148,9 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     allowed = {('torch.storage', '_load_from_bytes'): _load_tensor_storage}
     # protocol 2 (mmengine's default) writes bytes as codecs.encode(str)
     plain = [
-        torch._utils._rebuild_tensor_v2, collections.OrderedDict, codecs.encode
+        torch_tensor_rebuild(), collections.OrderedDict, codecs.encode
     ]
-    for obj in plain + _numpy_globals():
+    for obj in plain + numpy_pickle_globals():
         allowed[(obj.__module__, obj.__name__)] = obj
         if obj.__module__.startswith('numpy._core'):
             module = obj.__module__.replace('numpy._core', 'numpy.core')

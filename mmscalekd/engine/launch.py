@@ -2,8 +2,8 @@
 its config into the work dir and sets up the processes while it is built)
 and while it runs.
 
-- :func:`prepare_run`: the work dir of a live run is refused before anything
-  is written into it; the config dump never replaces the config file it was
+- :func:`prepare_run`: a training length below one is refused, and the work
+  dir of a live run, before anything is written into it; the config dump never replaces the config file it was
   read from, a training's dumped config or a file a symbolic link points
   to; several CPU processes (``--launcher pytorch`` without CUDA) use gloo,
   a CPU DDP wrapper and per-process BatchNorm, where mmengine's Runner
@@ -37,6 +37,8 @@ def _without_filename(cfg: Config) -> Config:
 def prepare_run(cfg: Config, training: bool) -> Config:
     """``cfg``, ready for mmengine's Runner (see the module docstring)."""
     work_dir = cfg.work_dir
+    if training:
+        _check_length(cfg.get('train_cfg'))
     if training and cfg.get('work_dir_lock', dict()) is not None:
         WorkDirLock(work_dir, **cfg.get('work_dir_lock', dict())).check_free()
     if not training:
@@ -55,6 +57,18 @@ def prepare_run(cfg: Config, training: bool) -> Config:
             not torch.cuda.is_available():
         _cpu_processes(cfg)
     return cfg
+
+
+def _check_length(train_cfg) -> None:
+    # The Runner builds the schedulers from these before any hook runs.
+    for key in ('max_epochs', 'max_iters'):
+        value = (train_cfg or {}).get(key)
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, int) or value < 1):
+            raise ValueError(
+                f'`train_cfg.{key}={value!r}` must be an integer >= 1 (how '
+                'long to train); with it, the run would end at once having '
+                'trained nothing.')
 
 
 def _cpu_processes(cfg: Config) -> None:

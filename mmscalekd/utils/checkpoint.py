@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
 
+from mmscalekd.compat import HISTORY_BUFFER_FIELDS, numpy_pickle_globals
+
 __all__ = [
     'CheckpointError', 'MMENGINE_CHECKPOINT_GLOBALS', 'check_archive',
     'check_finite_weights', 'fetch_url', 'load_state_dict_file',
@@ -47,24 +49,12 @@ class CheckpointError(RuntimeError):
 
 
 # ----------------------------------------------------------- the allow-list
-def _numpy_globals() -> list:
-    """The numpy callables and types that pickled arrays and scalars use."""
-    multiarray = np._core.multiarray if hasattr(np, '_core') \
-        else np.core.multiarray
-    dtype_types = [type(np.dtype(name)) for name in (
-        'bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
-        'uint32', 'uint64', 'float16', 'float32', 'float64')]
-    return [multiarray._reconstruct, multiarray.scalar, np.ndarray,
-            np.dtype] + dtype_types
-
-
 # The statistics a HistoryBuffer pickles by reference (mmengine writes them
 # as ``getattr(HistoryBuffer, 'mean')``), fixed when this module is imported.
 _STATISTICS = {
     name: getattr(HistoryBuffer, name)
     for name in ('min', 'max', 'current', 'mean')
 }
-_BUFFER_STATE = {'max_length', '_log_history', '_count_history'}
 
 
 class _CheckedHistoryBuffer(HistoryBuffer):
@@ -91,7 +81,7 @@ class _CheckedHistoryBuffer(HistoryBuffer):
                 'Refused a HistoryBuffer whose statistics are not the '
                 'standard min/max/current/mean.')
         logs, counts = state.get('_log_history'), state.get('_count_history')
-        if set(state) != _BUFFER_STATE or not (
+        if set(state) != HISTORY_BUFFER_FIELDS or not (
                 isinstance(state['max_length'], int)
                 and isinstance(logs, np.ndarray)
                 and isinstance(counts, np.ndarray)
@@ -125,7 +115,7 @@ def mmengine_checkpoint_globals() -> list:
     """Types mmengine writes into its training checkpoints, and only those."""
     return [(_CheckedHistoryBuffer,
              'mmengine.logging.history_buffer.HistoryBuffer'),
-            (_history_buffer_method, 'builtins.getattr')] + _numpy_globals()
+            (_history_buffer_method, 'builtins.getattr')] + numpy_pickle_globals()
 
 
 MMENGINE_CHECKPOINT_GLOBALS = mmengine_checkpoint_globals()

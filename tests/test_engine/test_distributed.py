@@ -87,7 +87,7 @@ def worker(rank, world_size, init_file, out_dir):
         'gloo', init_method=f'file://{init_file}', rank=rank,
         world_size=world_size)
     model = build_without_batch_statistics()
-    # What ScaleKDRunner.wrap_model builds on CPU; no unused parameters.
+    # What tools/train.py wraps the model in on CPU; no unused parameters.
     ddp = MMDistributedDataParallel(
         module=model, device_ids=None, broadcast_buffers=False,
         find_unused_parameters=False)

@@ -41,9 +41,8 @@ def test_second_run_on_a_live_work_dir_is_refused(tmp_path, live_process):
     work_dir = tmp_path / 'run'
     write_lock(work_dir, pid=live_process)
     (work_dir / 'scalekd_smoke_synthetic.py').write_text('# the live run\n')
-    runner = build_runner(smoke_config(work_dir))
     with pytest.raises(WorkDirLockedError) as error:
-        runner.train()
+        build_runner(smoke_config(work_dir)).train()
     message = str(error.value)
     assert str(work_dir) in message
     assert f'pid {live_process} on host {socket.gethostname()}' in message
@@ -51,6 +50,14 @@ def test_second_run_on_a_live_work_dir_is_refused(tmp_path, live_process):
     assert not list(work_dir.glob('*.pth'))
     assert (work_dir / 'scalekd_smoke_synthetic.py').read_text() == \
         '# the live run\n'
+    assert osp.isfile(work_dir / 'run.lock')
+    # Built by mmengine alone (mmpretrain's tools/train.py), the Runner
+    # writes its config first; WorkDirHook still refuses before training.
+    from mmengine.registry import RUNNERS
+    runner = RUNNERS.build(smoke_config(work_dir))
+    with pytest.raises(WorkDirLockedError, match=str(live_process)):
+        runner.train()
+    assert not list(work_dir.glob('*.pth'))
     assert osp.isfile(work_dir / 'run.lock')
 
 
@@ -132,7 +139,8 @@ def lock_log(tmp_path):
 def test_a_deleted_lock_is_written_again(tmp_path, lock_log):
     lock = WorkDirLock(str(tmp_path / 'run'), refresh_every=0.01)
     lock.acquire()
-    record = lock._record
+    with open(lock.path) as f:
+        record = json.load(f)
     os.remove(lock.path)
     wait_for(lambda: osp.exists(lock.path), 'the lock written again')
     with open(lock.path) as f:
@@ -356,7 +364,7 @@ def test_nothing_is_written_through_links_out_of_the_work_dir(tmp_path):
 
 def test_a_config_in_its_own_work_dir_is_not_overwritten(tmp_path):
     """`--work-dir` the config's own folder: the merged config is written
-    into the run's log folder, not over the file it was read from."""
+    as <timestamp>.py, not over the file it was read from."""
     from mmengine.config import Config
     from tests.conftest import SMOKE_CONFIG
     folder = tmp_path / 'experiment'
@@ -369,8 +377,8 @@ def test_a_config_in_its_own_work_dir_is_not_overwritten(tmp_path):
     runner = build_runner(cfg)
     runner.train()
     assert source.read_text() == text
-    assert osp.isfile(osp.join(runner.log_dir, 'scalekd_smoke_synthetic.py'))
-    assert 'instead of over it' in run_log(runner)
+    assert 'ScaleKDDistiller' in (folder /
+                                  f'{runner.timestamp}.py').read_text()
 
 
 def test_a_test_on_a_training_work_dir_keeps_its_config(two_epochs, tmp_path):
@@ -379,11 +387,10 @@ def test_a_test_on_a_training_work_dir_keeps_its_config(two_epochs, tmp_path):
     text = dumped.read_text()
     runner = build_runner(smoke_config(
         work_dir, load_from=str(work_dir / 'epoch_2.pth'),
-        **{'test_dataloader.dataset.num_samples': 8}))
+        **{'test_dataloader.dataset.num_samples': 8}), training=False)
     runner.test()
     assert dumped.read_text() == text
-    assert 'load_from' in open(osp.join(
-        runner.log_dir, 'scalekd_smoke_synthetic.py')).read()
+    assert 'load_from' in (work_dir / f'{runner.timestamp}.py').read_text()
 
 
 def test_checkpoint_is_on_disk_before_it_is_renamed(tmp_path, monkeypatch):

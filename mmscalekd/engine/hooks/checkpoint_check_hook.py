@@ -33,17 +33,6 @@ def _network(runner):
     return model
 
 
-def _check_length(train_cfg) -> None:
-    for key in ('max_epochs', 'max_iters'):
-        value = (train_cfg or {}).get(key)
-        if value is not None and (isinstance(value, bool)
-                                  or not isinstance(value, int) or value < 1):
-            raise ValueError(
-                f'`train_cfg.{key}={value!r}` must be an integer >= 1 (how '
-                'long to train); with it, the run would end at once having '
-                'trained nothing.')
-
-
 def _schedule_bounds(runner) -> ScheduleBounds:
     """How far this config's schedule can go (see
     :mod:`mmscalekd.engine.resume_state`)."""
@@ -100,8 +89,6 @@ class CheckpointCheckHook(Hook):
         return last_checkpoint_of(runner.work_dir)
 
     def before_run(self, runner) -> None:
-        if is_training(runner):
-            _check_length(runner.cfg.get('train_cfg'))
         resume_from = self._resume_source(runner)
         if resume_from:
             name_source(resume_from, 'resume')
