@@ -51,12 +51,12 @@ STUDENT_ALONE = shipped('student_')
 STEPPED = [c for c in CONFIGS if c not in LOGIT_KD + STUDENT_ALONE]
 
 
-@functools.lru_cache(maxsize=None)
 RUNTIME = Config.fromfile(osp.join(REPO_ROOT, 'configs', '_base_',
                                    'scalekd_runtime.py'))
 RUNTIME_HOOKS = [h['type'] for h in RUNTIME.custom_hooks]
 
 
+@functools.lru_cache(maxsize=None)
 def parse(path) -> Config:
     """The config, parsed once per test run (the baselines' checks read
     their ScaleKD configs again)."""
