@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmscalekd.models.teachers import FrozenTeacher, teacher_normalization
+from mmscalekd.models.teachers import load_frozen_teacher, teacher_normalization
 from tests.conftest import tiny_swin_teacher
 
 IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
@@ -17,8 +17,8 @@ def data_normalization(mean, std):
 
 def build(config=None, **kwargs):
     torch.manual_seed(0)
-    return FrozenTeacher(config or tiny_swin_teacher(), None, split=2,
-                         **kwargs)
+    return load_frozen_teacher(config or tiny_swin_teacher(), None, split=2,
+                               **kwargs)
 
 
 def test_eva_config_gives_clip_normalisation():
