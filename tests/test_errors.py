@@ -16,9 +16,9 @@ from mmscalekd.analysis import PredictionFileError
 from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
 from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
-                            build_runner, load_tool, make_batch, run_command,
-                            smoke_config, tiny_resnet_student,
-                            tiny_swin_teacher)
+                            build_runner, distiller_cfg, load_tool,
+                            make_batch, run_command, smoke_config,
+                            tiny_resnet_student, tiny_swin_teacher)
 
 # The smoke config's parts, to change one key of them.
 CAP = dict(type='CrossAttentionProjector', num_heads=4)
@@ -597,8 +597,8 @@ CASES = {
         t, work_dir_lock=dict(stale_after=10, refresh_every=30))).train(),
             ValueError, r'work_dir_lock\.refresh_every=30.*stale_after=10'),
     'E55': (lambda t: build_distiller(final_stage=dict(num_heads=4)),
-            KeyError, r'`model\.final_stage\.num_heads` is now '
-            r'`model\.final_stage\.projector\.num_heads`.*nested'),
+            KeyError, r"Unknown key\(s\) \['num_heads'\] in "
+            r"`model\.final_stage`; allowed keys are \[.*'loss'.*'projector'"),
     'E56': (lambda t: build_distiller(
         perception_stage=dict(teacher_perception=False)), ValueError,
             r'final_stage\.projector\.self_query=False.*teacher_perception='
@@ -777,6 +777,21 @@ CASES = {
     'E104': (lambda t, m: _digits_without_sklearn(t, m), ImportError,
              r'digits come with scikit-learn \(sklearn is not installed '
              r'here\).*"mmscalekd\[analysis\]"'),
+    'E105': (lambda t: build_distiller(final_stage=dict(
+        loss=dict(type='LogitKDLoss'))), TypeError,
+             r"`model\.final_stage\.loss\.type='LogitKDLoss'` builds a "
+             r"LogitKDLoss, which is not a FeatureLoss.*'views'.*"
+             r"type='DualViewFeatureLoss'"),
+    'E106': (lambda t: MODELS.build(dict(
+        distiller_cfg(), logit_kd=dict(type='DualViewFeatureLoss'))),
+             TypeError,
+             r"`model\.logit_kd\.type='DualViewFeatureLoss'` builds a "
+             r"DualViewFeatureLoss, which is not a LogitLoss.*'alpha'.*"
+             r"type='LogitKDLoss'"),
+    'E107': (lambda t: build_distiller(final_stage=dict(
+        type='CrossAttentionProjector')), KeyError,
+             r"`model\.final_stage\.type='CrossAttentionProjector'` is not "
+             r"a stage: leave it out or set it to 'ScaleKDStage'"),
 }
 
 

@@ -157,6 +157,11 @@ def test_entries_are_named_after_their_configs():
         assert model['Name'] == name_of(model['Config'])
 
 
+# The collection of a baseline config, by its name's first part; every other
+# distillation config is ScaleKD (or one of its ablations).
+COLLECTIONS = {'logit-kd': 'Logit-KD', 'fd': 'FD'}
+
+
 def test_metadata_agrees_with_the_configs():
     for model in models():
         config, meta = model['Config'], model['Metadata']
@@ -173,8 +178,8 @@ def test_metadata_agrees_with_the_configs():
         else:
             teacher = name.split('_')[1]  # swin-l, beit-l, ...
             assert meta['Teacher'].lower().startswith(teacher), name
-            assert model['In Collection'] == (
-                'Logit-KD' if name.startswith('logit-kd_') else 'ScaleKD')
+            assert model['In Collection'] == COLLECTIONS.get(
+                name.split('_')[0], 'ScaleKD'), name
 
 
 def test_batch_check_sees_a_name_that_is_not_the_batch(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from safetensors.torch import save_file
 
-from mmscalekd.models.teachers import FrozenTeacher
+from mmscalekd.models.teachers import load_frozen_teacher
 from tests.conftest import run_command
 
 TOOL = 'tools/model_converters/timm_teacher_weights.py'
@@ -49,7 +49,7 @@ def test_timm_file_becomes_the_teachers_checkpoint(tmp_path, suffix):
         torch.save(weights, src)
     dst = str(tmp_path / 'teacher.pth')
     run_command([sys.executable, TOOL, _config(tmp_path), src, dst])
-    teacher = FrozenTeacher(TEACHER, dst)  # strict, as in training
+    teacher = load_frozen_teacher(TEACHER, dst)  # strict, as in training
     # The teacher predicts what timm's own model with the file's weights
     # predicts.
     reference = _timm_model()
@@ -60,7 +60,7 @@ def test_timm_file_becomes_the_teachers_checkpoint(tmp_path, suffix):
         expected = reference(images)
     torch.testing.assert_close(teacher.logits(images), expected)
     assert not torch.allclose(
-        FrozenTeacher(TEACHER, None).logits(images), expected)
+        load_frozen_teacher(TEACHER, None).logits(images), expected)
 
 
 def test_weights_of_another_model_are_refused_and_nothing_written(tmp_path):

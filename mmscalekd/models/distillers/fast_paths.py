@@ -41,7 +41,11 @@ class FastPathsMixin:
         """
         self._student_logits = torch.compile(self._student_logits,
                                              **options)
-        self.teacher.compile_forwards(**options)
+        # The teacher's hot functions, each with its input preparation and
+        # dtype casts.
+        for name in ('run_outputs', 'run_logits', 'run_rest'):
+            setattr(self.teacher, name,
+                    torch.compile(getattr(self.teacher, name), **options))
         for projector in self.projectors.values():
             projector.compile(**options)
 

@@ -7,12 +7,14 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
+from mmscalekd.compat import classification_losses, has_classification_loss
+from mmscalekd.models.interfaces import LogitLoss
 from mmscalekd.models.stages import build_stage
-from mmscalekd.models.teachers import FrozenTeacher
+from mmscalekd.models.teachers import load_frozen_teacher
 from mmscalekd.models.utils import (ModuleOutputsRecorder,
                                     StudentFeatureReader, build_at,
                                     check_flag, check_integer, check_size,
-                                    map_to_tokens, student_data_preprocessor)
+                                    student_data_preprocessor)
 
 from .fast_paths import FastPathsMixin
 
@@ -34,7 +36,7 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
 
     Args:
         student (dict): mmpretrain classifier config of the student.
-        teacher (dict): :class:`FrozenTeacher` keys ``config``,
+        teacher (dict): :func:`load_frozen_teacher` keys ``config``,
             ``checkpoint`` (None: a random teacher, with a warning) and
             optionally ``adapter``, ``mean`` / ``std`` and ``input_size``
             (the teacher's own normalisation and resolution) and ``dtype``
@@ -103,10 +105,11 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
         check_flag(channels_last, 'model.channels_last')
         # Built before the networks, so its errors come before the (slow)
         # teacher build; it holds no weights.
-        logit_kd = build_at(logit_kd, 'model.logit_kd') if logit_kd else None
+        logit_kd = build_at(logit_kd, 'model.logit_kd', LogitLoss,
+                            'LogitKDLoss') if logit_kd else None
         self.student = MODELS.build(student)
         # Checked before the (slow) teacher build.
-        if not hasattr(getattr(self.student, 'head', None), '_get_loss'):
+        if not has_classification_loss(getattr(self.student, 'head', None)):
             raise TypeError('`model.student` must be an mmpretrain '
                             'classifier with a classification head.')
         self.student_features = StudentFeatureReader.from_student(
@@ -114,7 +117,7 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
         self.student_taps = ModuleOutputsRecorder(
             {name: cfg.get('student_tap') for name, cfg in stages.items()})
         self.student_taps.check(self.student, 'model.{key}_stage.student_tap')
-        self.teacher = FrozenTeacher(
+        self.teacher = load_frozen_teacher(
             **teacher,
             split=stages['perception']['teacher_split'] if stages else None,
             eval_mode=keep_teacher_eval,
@@ -213,27 +216,46 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
              data_samples: list) -> Dict[str, torch.Tensor]:
         _check_inputs(inputs, self.input_channels, self.input_size)
         inputs = self._memory_format(inputs)
-        teacher = self.teacher(inputs) if self.stages else None
-        teacher_logits = teacher.logits if teacher else self.teacher.logits(
+        teacher, teacher_logits, logits, features = self._forward_networks(
             inputs)
-        logits, features = self._student_forward(inputs)
         losses = dict()
         cls_weight = 1.0 - self.logit_kd.alpha if self.logit_kd else 1.0
-        for key, value in self.student.head._get_loss(
-                logits, data_samples).items():
+        for key, value in classification_losses(self.student.head, logits,
+                                                data_samples).items():
             # `loss` and, without batch augments, accuracies (logged only).
             losses['loss_cls' if key == 'loss' else key] = (
                 cls_weight * value if key == 'loss' else value)
         if self.logit_kd:
             losses['loss_kd'] = self.logit_kd(logits, teacher_logits)
-        if self.stages:
-            # P_sp / P_fr through the teacher's rest, then the last student
-            # feature, queried by them (method section 3).
-            perception, perceived = self.perception_stage(
-                features['perception'], self.teacher, teacher)
-            final, _ = self.final_stage(features['final'], self.teacher,
-                                        teacher, perceived)
-            losses.update(perception, **final)
+        losses.update(self._forward_stages(features, teacher))
+        return losses
+
+    def _forward_networks(self, inputs: torch.Tensor):
+        """The teacher's outputs (None without stages) and logits, the
+        student's logits and tap features, for a batch (N, C, H, W)."""
+        teacher = self.teacher(inputs) if self.stages else None
+        teacher_logits = teacher.logits if teacher else self.teacher.logits(
+            inputs)
+        logits, features = self._student_forward(inputs)
+        return teacher, teacher_logits, logits, features
+
+    def _forward_stages(self, features: Dict[str, torch.Tensor],
+                        teacher, received: Optional[dict] = None
+                        ) -> Dict[str, torch.Tensor]:
+        """The stages' losses: ``P_sp`` / ``P_fr`` through the teacher's
+        rest, then the last student feature, queried by them (method
+        section 3). ``received``, when given, gets what each projector
+        receives (see :meth:`projector_inputs`)."""
+        losses, queries = dict(), None
+        for name, stage in self.stages.items():
+            if received is not None:
+                received.update({
+                    f'{name}_{view}': value for view, value in
+                    stage.projector_inputs(features[name], queries).items()
+                })
+            stage_losses, queries = stage(features[name], self.teacher,
+                                          teacher, queries)
+            losses.update(stage_losses)
         return losses
 
     def parse_losses(self, losses: Dict[str, torch.Tensor]):
@@ -259,20 +281,11 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
         """What each projector receives for a preprocessed batch (N, C, H,
         W), for inspection: projector name (a key of :attr:`projectors`) ->
         ``(student feature (N, Cs, Hs, Ws), queries (N, Hq*Wq, Ct) or None
-        for learned ones)``, on the same path as :meth:`loss`."""
-        if not self.stages:
-            return {}
-        teacher = self.teacher(inputs)
-        _, features = self._student_forward(inputs)
-        _, perceived = self.perception_stage(features['perception'],
-                                             self.teacher, teacher)
-        result = {}
-        for name, stage in self.stages.items():
-            for view in stage.projectors:
-                queries = map_to_tokens(perceived[view]) \
-                    if stage.takes_queries else None
-                result[f'{name}_{view}'] = (features[name], queries)
-        return result
+        for learned ones)``, recorded on the path of :meth:`loss`."""
+        received = {}
+        teacher, _, _, features = self._forward_networks(inputs)
+        self._forward_stages(features, teacher, received)
+        return received
 
 
 def _check_config(stages: dict, teacher: dict, logit_kd) -> None:
@@ -322,8 +335,11 @@ def _check_teacher_channels(teacher: dict, channels: int) -> None:
 
 def _normalization(data_preprocessor) -> Optional[tuple]:
     """``(mean, std)`` the data preprocessor normalises with, or None."""
-    if getattr(data_preprocessor, '_enable_normalize', False):
-        return data_preprocessor.mean, data_preprocessor.std
+    # mmpretrain's preprocessors have the buffers only when they normalise.
+    mean = getattr(data_preprocessor, 'mean', None)
+    std = getattr(data_preprocessor, 'std', None)
+    if isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor):
+        return mean, std
     return None
 
 

@@ -1,5 +1,5 @@
 """Dual-view feature mimicking (method section 2)."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,42 +61,38 @@ class DualViewFeatureLoss(nn.Module):
         diff = F.normalize(student, dim=1) - F.normalize(teacher, dim=1)
         return diff.pow(2).sum() / student.shape[0]
 
-    def forward(self,
-                student: torch.Tensor,
-                teacher: torch.Tensor,
-                student_frequency: Optional[torch.Tensor] = None
-                ) -> Dict[str, torch.Tensor]:
+    def forward(self, projections: Union[torch.Tensor,
+                                         Mapping[str, torch.Tensor]],
+                target: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Compute both views.
 
         Args:
-            student (Tensor): projected student feature (N, C, H, W) for the
-                spatial view (and the frequency view when
-                ``student_frequency`` is None).
-            teacher (Tensor): teacher feature (N, C, H, W), no gradient.
-            student_frequency (Tensor, optional): projected student feature
-                of the frequency projector, (N, C, H, W). ScaleKD feeds each
-                view from its own projector.
+            projections (Tensor | dict): view -> projected student feature
+                (N, C, H, W): ScaleKD feeds each view from its own
+                projector. One tensor feeds both views.
+            target (Tensor): teacher feature (N, C, H, W), no gradient.
 
         Returns:
             dict: ``loss_spatial`` and ``loss_frequency`` (scalars); a view
             whose weight is 0 is left out.
         """
-        if student.shape != teacher.shape or (
-                student_frequency is not None
-                and student_frequency.shape != teacher.shape):
-            raise ValueError(
-                f'DualViewFeatureLoss got student {tuple(student.shape)} and '
-                f'teacher {tuple(teacher.shape)}; both must be (N, C, H, W) '
-                'of the same shape.')
-        if student_frequency is None:
-            student_frequency = student
+        if isinstance(projections, torch.Tensor):
+            projections = dict.fromkeys(self.views, projections)
+        students = {view: projections[view] for view in self.views}
+        for student in students.values():
+            if student.shape != target.shape:
+                raise ValueError(
+                    f'DualViewFeatureLoss got student '
+                    f'{tuple(student.shape)} and teacher '
+                    f'{tuple(target.shape)}; both must be (N, C, H, W) of '
+                    'the same shape.')
         # A view with weight 0 is switched off: no key, no computation.
         losses = dict()
-        if self.spatial_weight > 0:
+        if 'spatial' in students:
             losses['loss_spatial'] = self.spatial_weight * self._mimic(
-                student, teacher)
-        if self.frequency_weight > 0:
+                students['spatial'], target)
+        if 'frequency' in students:
             losses['loss_frequency'] = self.frequency_weight * self._mimic(
-                remove_spatial_mean(student_frequency),
-                remove_spatial_mean(teacher))
+                remove_spatial_mean(students['frequency']),
+                remove_spatial_mean(target))
         return losses

@@ -7,22 +7,13 @@ from torch import nn
 
 from mmpretrain.registry import MODELS
 
+from mmscalekd.models.interfaces import FeatureLoss, Projector
 from mmscalekd.models.teachers import FrozenTeacher, TeacherOutputs
 from mmscalekd.models.utils import (build_at, check_flag, map_to_tokens,
                                     tokens_to_map)
 
 __all__ = ['ScaleKDStage', 'build_stage']
 
-# Stage keys of the flat configs before the nested form, and where they went.
-_MOVED_KEYS = {
-    'num_heads': 'projector.num_heads',
-    'self_query': 'projector.self_query',
-    'softmax_scale': 'projector.softmax_scale',
-    'norm_cfg': 'projector.norm_cfg',
-    'conv_impl': 'projector.conv_impl',
-    'spatial_weight': 'loss.spatial_weight',
-    'frequency_weight': 'loss.frequency_weight',
-}
 # Read off the networks; a config never gives them.
 _INFERRED = {
     'student_channels', 'student_size', 'teacher_channels', 'query_size'
@@ -53,10 +44,10 @@ class ScaleKDStage(nn.Module):
             ``model.<name>_stage`` and the prefix of its loss names.
         student_tap (str): the student module whose output is distilled,
             e.g. ``'backbone.layer3'``.
-        projector (dict): a projector config, e.g.
+        projector (dict): a :class:`Projector` config, e.g.
             ``dict(type='CrossAttentionProjector', num_heads=16)``; its
-            shapes are inferred.
-        loss (dict): a loss with ``views``, e.g.
+            shapes are inferred. One is built per view of the loss.
+        loss (dict): a :class:`FeatureLoss` config, e.g.
             ``dict(type='DualViewFeatureLoss', spatial_weight=0.08,
             frequency_weight=0.06)``; a view of weight 0 is off.
         student_shape (tuple): (Cs, Hs, Ws) of the student feature
@@ -87,15 +78,16 @@ class ScaleKDStage(nn.Module):
         self.teacher_split = teacher_split
         self.teacher_perception = check_flag(
             teacher_perception, f'model.{name}_stage.teacher_perception')
-        self.loss = build_at(loss, f'model.{name}_stage.loss')
+        self.loss = build_at(loss, f'model.{name}_stage.loss', FeatureLoss,
+                             'DualViewFeatureLoss')
         self.views = tuple(self.loss.views)
-        built_views = [v for v in ('spatial', 'frequency')
-                       if v in self.views or v in query_views]
+        # The loss's views, then those only another stage's queries need.
+        built_views = list(dict.fromkeys((*self.views, *query_views)))
         if not built_views:
             raise ValueError(
                 f'`model.{name}_stage.loss` switches both views off '
-                '(spatial_weight and frequency_weight are 0), so the stage '
-                'computes nothing. Give one view a weight > 0' +
+                '(e.g. spatial_weight and frequency_weight are 0), so the '
+                'stage computes nothing. Give one view a weight > 0' +
                 (', or set `model.final_stage.projector.self_query=False` '
                  'to use this stage only as the source of the final queries'
                  if teacher_split is not None else '') +
@@ -116,12 +108,12 @@ class ScaleKDStage(nn.Module):
                     student_size=tuple(student_size),
                     teacher_channels=teacher_channels,
                     query_size=tuple(query_size)),
-                f'model.{name}_stage.projector')
+                f'model.{name}_stage.projector', Projector,
+                'CrossAttentionProjector')
             for view in built_views
         })
         self.takes_queries = any(
-            getattr(p, 'takes_queries', False)
-            for p in self.projectors.values())
+            p.takes_queries for p in self.projectors.values())
         if self.takes_queries and teacher_split is not None:
             raise ValueError(
                 f'`model.{name}_stage.projector` takes queries from outside '
@@ -142,6 +134,20 @@ class ScaleKDStage(nn.Module):
                 teacher_split=teacher_split,
                 teacher_perception=teacher_perception)
 
+    def projector_inputs(
+        self,
+        student_feature: torch.Tensor,
+        queries: Optional[Dict[str, torch.Tensor]] = None
+    ) -> Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """View -> what its projector receives: the student feature (N, Cs,
+        Hs, Ws) and its queries as tokens (N, Hq*Wq, Ct), or None for
+        learned ones."""
+        return {
+            view: (student_feature, map_to_tokens(queries[view])
+                   if self.takes_queries else None)
+            for view in self.projectors
+        }
+
     def forward(self,
                 student_feature: torch.Tensor,
                 teacher: FrozenTeacher,
@@ -159,15 +165,14 @@ class ScaleKDStage(nn.Module):
                 queries.
 
         Returns:
-            tuple: ``loss_<name>_<view>`` losses, and view -> the projected
+            tuple: ``loss_<name>_<term>`` losses, and view -> the projected
             map each view's loss compared (N, C, H, W): ``P_sp`` / ``P_fr``
             at a stage with teacher parameter perception.
         """
         projected = {}
-        for view, projector in self.projectors.items():
-            tokens = projector(
-                student_feature,
-                map_to_tokens(queries[view]) if self.takes_queries else None)
+        for view, received in self.projector_inputs(student_feature,
+                                                    queries).items():
+            tokens = self.projectors[view](*received)
             if self.teacher_split is None:
                 projected[view] = tokens_to_map(
                     tokens, outputs.final_feature.shape[2:])
@@ -176,10 +181,7 @@ class ScaleKDStage(nn.Module):
                     tokens, outputs.split_size, outputs.split_extra_tokens)
             else:
                 projected[view] = tokens_to_map(tokens, outputs.split_size)
-        spatial = projected.get('spatial')
-        frequency = projected.get('frequency')
-        losses = self.loss(spatial if spatial is not None else frequency,
-                           self.target(outputs), frequency)
+        losses = self.loss(projected, self.target(outputs))
         return {
             key.replace('loss', f'loss_{self.name}', 1): value
             for key, value in losses.items()
@@ -194,17 +196,17 @@ class ScaleKDStage(nn.Module):
 
 def build_stage(name: str, cfg: dict, **inferred) -> ScaleKDStage:
     """Build ``model.<name>_stage`` from its config, naming the key at
-    fault: flat keys of the old form, shapes given, unknown keys."""
+    fault: shapes given, unknown keys, a ``type`` that is no stage."""
     where = f'model.{name}_stage'
-    for key in cfg:
-        if key in _MOVED_KEYS:
-            raise KeyError(
-                f'`{where}.{key}` is now `{where}.{_MOVED_KEYS[key]}`: the '
-                'stage config is nested, e.g. perception_stage=dict('
-                "student_tap='backbone.layer3', teacher_split=2, projector="
-                "dict(type='CrossAttentionProjector', num_heads=16), loss="
-                "dict(type='DualViewFeatureLoss', spatial_weight=0.08, "
-                'frequency_weight=0.06)).')
+    cfg = dict(cfg)
+    stage_type = cfg.pop('type', 'ScaleKDStage')
+    stage_cls = MODELS.get(stage_type) if isinstance(stage_type, str) \
+        else stage_type
+    if not (isinstance(stage_cls, type) and
+            issubclass(stage_cls, ScaleKDStage)):
+        raise KeyError(
+            f'`{where}.type={stage_type!r}` is not a stage: leave it out '
+            "or set it to 'ScaleKDStage' (or a registered subclass).")
     given = sorted(_INFERRED & (set(cfg) | set(cfg.get('projector') or {})))
     if given:
         raise KeyError(f'`{where}`: {given} are read off the networks; '
@@ -212,11 +214,10 @@ def build_stage(name: str, cfg: dict, **inferred) -> ScaleKDStage:
     for key in ('student_tap', 'projector', 'loss'):
         if key not in cfg:
             raise KeyError(f'`{where}.{key}` is required.')
-    stage = dict(type='ScaleKDStage', name=name, **cfg, **inferred)
-    allowed = set(inspect.signature(MODELS.get(stage['type'])).parameters)
+    allowed = set(inspect.signature(stage_cls).parameters)
     allowed -= {'name', *inferred}
-    unknown = sorted(set(cfg) - allowed - {'type'})
+    unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise KeyError(f'Unknown key(s) {unknown} in `{where}`; allowed keys '
-                       f'are {sorted(allowed)}.')
-    return MODELS.build(stage)
+                       f'are {sorted(allowed | {"type"})}.')
+    return stage_cls(name=name, **cfg, **inferred)

@@ -1,7 +1,9 @@
 from .base import TeacherAdapter, TeacherOutputs, build_teacher_adapter
 from .convnext import ConvNeXtTeacherAdapter
-from .frozen_teacher import (FrozenTeacher, load_teacher_model_config,
-                             load_teacher_weights, teacher_normalization)
+from .frozen_teacher import FrozenTeacher
+from .loader import (TeacherConfig, load_frozen_teacher,
+                     load_teacher_model_config, load_teacher_weights,
+                     read_teacher_config, teacher_normalization)
 from .plain_vit import PlainViTTeacherAdapter
 from .staged import StagedTeacherAdapter
 from .swin import SwinTeacherAdapter
@@ -13,8 +15,9 @@ from .vision_transformer import (BEiTTeacherAdapter, DeiT3TeacherAdapter,
                                  VisionTransformerTeacherAdapter)
 
 __all__ = [
-    'FrozenTeacher', 'load_teacher_model_config', 'load_teacher_weights',
-    'teacher_normalization',
+    'FrozenTeacher', 'TeacherConfig', 'load_frozen_teacher',
+    'load_teacher_model_config', 'load_teacher_weights',
+    'read_teacher_config', 'teacher_normalization',
     'TeacherAdapter', 'TeacherOutputs', 'build_teacher_adapter',
     'PlainViTTeacherAdapter', 'StagedTeacherAdapter',
     'SwinTeacherAdapter', 'SwinV2TeacherAdapter',

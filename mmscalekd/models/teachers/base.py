@@ -68,10 +68,10 @@ class TeacherAdapter:
     ``fc_norm``, ConvNeXt with its default ``gap_before_final_norm=True``).
     The logits are always the classifier's own.
 
-    Contract (checked by each adapter's test): for any input, with
-    ``out = forward(x)``, ``forward_rest(out.split_tokens, out.split_size,
-    out.split_extra_tokens)`` equals ``out.final_feature`` exactly, and
-    ``out.logits`` equals the classifier's own logits.
+    Contract (checked for every family by one parametrized test): for any
+    input, with ``out = forward(x)``, ``forward_rest(out.split_tokens,
+    out.split_size, out.split_extra_tokens)`` equals ``out.final_feature``
+    exactly, and ``out.logits`` equals the classifier's own logits.
 
     Args:
         teacher (nn.Module): a classifier (mmpretrain ``ImageClassifier``

@@ -17,6 +17,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
+from mmscalekd.compat import timm_vit_pos_embed
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TeacherAdapter, TokensAndGrid
 from .plain_vit import PlainViTTeacherAdapter
@@ -92,11 +93,11 @@ class TimmVisionTransformerTeacherAdapter(_TimmTeacherAdapter,
         return self.backbone.num_prefix_tokens
 
     def _embed(self, inputs: torch.Tensor) -> TokensAndGrid:
-        """The stem of ``forward_features``: the model's own ``_pos_embed``
-        places the class / distillation / register tokens."""
+        """The stem of ``forward_features``: the model's own position
+        embedding step places the class / distillation / register tokens."""
         model = self.backbone
-        x = model.norm_pre(
-            model.patch_drop(model._pos_embed(model.patch_embed(inputs))))
+        x = model.norm_pre(model.patch_drop(
+            timm_vit_pos_embed(model, model.patch_embed(inputs))))
         grid = model.patch_embed.dynamic_feat_size(inputs.shape[-2:])
         return x, tuple(grid)
 

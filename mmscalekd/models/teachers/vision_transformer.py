@@ -17,6 +17,7 @@ from mmpretrain.models.backbones import (BEiTViT, DeiT3,
                                          VisionTransformer)
 from mmpretrain.models.utils import resize_pos_embed
 
+from mmscalekd.compat import vit_format_output
 from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TokensAndGrid
 from .plain_vit import PlainViTTeacherAdapter
@@ -39,7 +40,7 @@ class VisionTransformerTeacherAdapter(PlainViTTeacherAdapter):
     it is what the backbone returns for ``out_type='featmap'``, whatever its
     configured ``out_type``. The logits are the classifier's own: its neck
     and head on the backbone outputs formatted by the backbone's own
-    ``_format_output`` for its ``out_type`` and ``out_indices``.
+    formatting for its ``out_type`` and ``out_indices``.
 
     Args:
         teacher (nn.Module): an ``ImageClassifier`` with the backbone.
@@ -91,7 +92,7 @@ class VisionTransformerTeacherAdapter(PlainViTTeacherAdapter):
     def _unit_output(self, index: int, state: TokensAndGrid) -> torch.Tensor:
         # The backbone's own formatting, so that the logits match whatever
         # ``out_type`` (cls_token, avg_featmap, ...) is set.
-        return self.backbone._format_output(*state)
+        return vit_format_output(self.backbone, *state)
 
 
 @TEACHER_ADAPTERS.register_module()

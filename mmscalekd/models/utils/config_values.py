@@ -153,10 +153,21 @@ def check_module_name(value, key: str) -> str:
     return value
 
 
-def build_at(cfg: dict, where: str) -> nn.Module:
+def build_at(cfg: dict, where: str, interface: Optional[type] = None,
+             example: str = '') -> nn.Module:
     """``MODELS.build(cfg)``, with the config key ``where`` in front of its
-    errors."""
+    errors; refused unless it has the members of ``interface`` (a runtime
+    checkable protocol of :mod:`mmscalekd.models.interfaces`), when given,
+    naming ``example``, a module that has them."""
     try:
-        return MODELS.build(cfg)
+        module = MODELS.build(cfg)
     except (TypeError, ValueError, KeyError) as error:
         raise type(error)(f'`{where}`: {error}') from None
+    if interface is not None and not isinstance(module, interface):
+        members = [*interface.__annotations__, '__call__']
+        raise TypeError(
+            f'`{where}.type={cfg.get("type")!r}` builds a '
+            f'{type(module).__name__}, which is not a {interface.__name__}: '
+            f'that needs {members} (see mmscalekd.models.interfaces). Use '
+            f"e.g. type='{example}', or give yours those members.")
+    return module

@@ -50,7 +50,7 @@ def test_losses_match_cosine_and_dct_routes():
     student_frequency = torch.randn(3, 6, 5, 4)
     teacher = torch.randn(3, 6, 5, 4)
     loss = DualViewFeatureLoss(spatial_weight=0.08, frequency_weight=0.06)
-    out = loss(student, teacher, student_frequency)
+    out = loss(dict(spatial=student, frequency=student_frequency), teacher)
 
     expected_spatial = 0.08 * mimic_by_cosine(student, teacher)
     expected_frequency = 0.06 * mimic_by_cosine(

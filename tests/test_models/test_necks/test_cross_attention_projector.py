@@ -199,17 +199,15 @@ def test_unknown_conv_impl():
 
 
 @pytest.mark.parametrize('kwargs,error,message', [
-    (dict(num_heads='2'), TypeError, r"num_heads='2'` must be an integer"),
-    (dict(num_heads=2.0), TypeError, r'num_heads=2\.0` must be an integer'),
-    (dict(num_heads=True), TypeError, r'num_heads=True` must be an integer'),
-    (dict(softmax_scale='5.0'), TypeError,
-     r"softmax_scale='5\.0'` must be a number > 0, not a string"),
+    (dict(num_heads='2'), TypeError, r"num_heads='2'`"),
+    (dict(num_heads=2.0), TypeError, r'num_heads=2\.0`'),
+    (dict(num_heads=True), TypeError, r'num_heads=True`'),
+    (dict(softmax_scale='5.0'), TypeError, r"softmax_scale='5\.0'`"),
     (dict(softmax_scale=True), TypeError, r'softmax_scale=True`'),
-    (dict(mlp_ratio=4.0), TypeError, r'mlp_ratio=4\.0` must be an integer'),
-    (dict(mlp_ratio=0), ValueError, r'mlp_ratio=0` must be an integer >= 1'),
-    (dict(self_query='False'), TypeError,
-     r"self_query='False'` must be True or False"),
-    (dict(conv_impl=None), ValueError, r'conv_impl=None`: use one of'),
+    (dict(mlp_ratio=4.0), TypeError, r'mlp_ratio=4\.0`'),
+    (dict(mlp_ratio=0), ValueError, r'mlp_ratio=0`'),
+    (dict(self_query='False'), TypeError, r"self_query='False'`"),
+    (dict(conv_impl=None), ValueError, r'conv_impl=None`'),
 ])
 def test_config_values_of_the_wrong_type_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -1,4 +1,7 @@
-"""The shared checks of config values: what passes, what is refused."""
+"""The shared checks of config values: what passes, what is refused (the
+error's type and the key with its value as ``repr`` shows it)."""
+import re
+
 import pytest
 
 from mmscalekd.models.utils import (check_choice, check_flag, check_integer,
@@ -19,12 +22,11 @@ def test_accepted_values_come_back_in_their_canonical_type():
 
 
 @pytest.mark.parametrize('value,error,message', [
-    ('2', TypeError, r"`k='2'` must be an integer >= 1, not a string; "
-     'write it without quotes'),
-    (2.0, TypeError, r'`k=2\.0` must be an integer >= 1, not a float'),
-    (True, TypeError, r'`k=True` must be an integer >= 1, not True'),
-    (None, TypeError, r'`k=None` .*not None'),
-    (0, ValueError, r'`k=0` must be an integer >= 1'),
+    ('2', TypeError, r"`k='2'`"),
+    (2.0, TypeError, r'`k=2\.0`'),
+    (True, TypeError, r'`k=True`'),
+    (None, TypeError, r'`k=None`'),
+    (0, ValueError, r'`k=0`'),
 ])
 def test_integers(value, error, message):
     with pytest.raises(error, match=message):
@@ -33,16 +35,13 @@ def test_integers(value, error, message):
 
 @pytest.mark.parametrize('value,bounds,error,message', [
     # a string is shown as the string it is, not as the number it reads as
-    ('0.08', dict(at_least=0), TypeError,
-     r"`k='0\.08'` must be a number >= 0, not a string"),
-    (True, dict(at_least=0), TypeError, r'`k=True` .*not True'),
-    (None, dict(at_least=0, at_most=1), TypeError,
-     r'`k=None` must be a number in \[0, 1\], not None'),
-    (float('nan'), dict(at_least=0), ValueError,
-     r'`k=nan` must be a finite number >= 0'),
-    (float('inf'), dict(greater_than=0), ValueError, r'`k=inf` .*finite'),
-    (0, dict(greater_than=0), ValueError, r'`k=0` .*> 0'),
-    (1.5, dict(at_least=0, at_most=1), ValueError, r'`k=1\.5` .*\[0, 1\]'),
+    ('0.08', dict(at_least=0), TypeError, r"`k='0\.08'`"),
+    (True, dict(at_least=0), TypeError, r'`k=True`'),
+    (None, dict(at_least=0, at_most=1), TypeError, r'`k=None`'),
+    (float('nan'), dict(at_least=0), ValueError, r'`k=nan`'),
+    (float('inf'), dict(greater_than=0), ValueError, r'`k=inf`'),
+    (0, dict(greater_than=0), ValueError, r'`k=0`'),
+    (1.5, dict(at_least=0, at_most=1), ValueError, r'`k=1\.5`'),
 ])
 def test_numbers(value, bounds, error, message):
     with pytest.raises(error, match=message):
@@ -50,10 +49,10 @@ def test_numbers(value, bounds, error, message):
 
 
 @pytest.mark.parametrize('values,error,message', [
-    ('abc', TypeError, r"`k='abc'` must be a list of finite numbers > 0"),
-    ([], TypeError, r'`k=\[\]` must be a list'),
-    ([1, '2'], TypeError, r"`k=\[1, '2'\]` .*; '2' is not"),
-    ([1, 0], ValueError, r'`k=\[1, 0\]` .*> 0.*; 0 is not'),
+    ('abc', TypeError, r"`k='abc'`"),
+    ([], TypeError, r'`k=\[\]`'),
+    ([1, '2'], TypeError, r"`k=\[1, '2'\]` .*'2'"),
+    ([1, 0], ValueError, r'`k=\[1, 0\]` .*0'),
 ])
 def test_lists_of_numbers(values, error, message):
     with pytest.raises(error, match=message):
@@ -66,26 +65,22 @@ def test_lists_of_numbers(values, error, message):
     ((224, ), ValueError), ((224, 224, 3), ValueError), ((0, 4), ValueError),
 ])
 def test_sizes(value, error):
-    with pytest.raises(error, match=r'`k=.*` must be a positive integer or '
-                       r'an \(H, W\) pair of them, e.g\. 224'):
+    with pytest.raises(error, match=rf'`k={re.escape(repr(value))}`'):
         check_size(value, 'k')
 
 
 @pytest.mark.parametrize('value', ['False', 0, 1, None])
 def test_flags(value):
-    with pytest.raises(TypeError, match=rf'`k={value!r}` must be True or '
-                       'False'):
+    with pytest.raises(TypeError, match=rf'`k={value!r}`'):
         check_flag(value, 'k')
 
 
 def test_choices_and_module_names():
-    with pytest.raises(ValueError, match=r"`k='cudnn'`: use one of "
-                       r"\['auto', 'gemm'\]"):
+    with pytest.raises(ValueError, match=r"`k='cudnn'`"):
         check_choice('cudnn', 'k', ('auto', 'gemm'))
-    with pytest.raises(ValueError, match=r"`k=None`: use one of"):
+    with pytest.raises(ValueError, match=r"`k=None`"):
         check_choice(None, 'k', ('auto', 'gemm'))
-    with pytest.raises(ValueError, match=r"`k=''` names the whole student"):
+    with pytest.raises(ValueError, match=r"`k=''`"):
         check_module_name('', 'k')
-    with pytest.raises(TypeError, match=r"`k=\['backbone'\]` must be the "
-                       'name of a student module'):
+    with pytest.raises(TypeError, match=r"`k=\['backbone'\]`"):
         check_module_name(['backbone'], 'k')
