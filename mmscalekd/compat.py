@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    'HISTORY_BUFFER_FIELDS', 'apply_to_held_module', 'classification_losses',
+    'apply_to_held_module', 'classification_losses', 'cpu_attention_ops',
+    'history_buffer_fields',
     'has_classification_loss', 'numpy_pickle_globals', 'timm_vit_pos_embed',
     'torch_tensor_rebuild', 'vit_format_output'
 ]
@@ -74,18 +75,28 @@ def apply_to_held_module(module: nn.Module, fn: Callable, *args,
     module._apply(fn, *args, **kwargs)
 
 
-#: The fields of a pickled ``mmengine.logging.HistoryBuffer`` (besides its
-#: statistics functions), which training checkpoints hold in the message
-#: hub. Tested: mmengine 0.10.x.
-HISTORY_BUFFER_FIELDS = frozenset(
-    {'max_length', '_log_history', '_count_history'})
+def history_buffer_fields() -> frozenset:
+    """The fields of a pickled ``mmengine.logging.HistoryBuffer`` (besides
+    its statistics functions), which training checkpoints hold in the
+    message hub. mmengine 0.10.7: ``max_length``, ``_log_history``,
+    ``_count_history``."""
+    return frozenset({'max_length', '_log_history', '_count_history'})
+
+
+def cpu_attention_ops() -> tuple:
+    """torch's CPU fused-attention ops (forward, backward), which its FLOP
+    counter does not know. torch 2.14.1:
+    ``aten._scaled_dot_product_flash_attention_for_cpu`` and its
+    ``_backward``."""
+    return (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)
 
 
 def numpy_pickle_globals() -> list:
     """The numpy callables and types that pickled arrays and scalars name
     (``numpy._core.multiarray._reconstruct`` / ``scalar`` under numpy 2,
     ``numpy.core`` under numpy 1), for torch's ``weights_only`` allow-list.
-    Tested: numpy 1.26, 2.x."""
+    Tested: numpy 2.4.6."""
     multiarray = np._core.multiarray if hasattr(np, '_core') \
         else np.core.multiarray
     dtype_types = [type(np.dtype(name)) for name in (

@@ -6,6 +6,8 @@ from torch.utils.flop_counter import (FlopCounterMode,
                                       sdpa_backward_flop_count,
                                       sdpa_flop_count)
 
+from mmscalekd.compat import cpu_attention_ops
+
 __all__ = ['count_macs', 'split_convolution']
 
 
@@ -21,12 +23,8 @@ def _cpu_sdpa_backward_flop(grad_out, query, key, value, *args,
 # torch's registry knows the CUDA attention kernels only; without these the
 # CPU fused attention (what F.scaled_dot_product_attention runs on CPU)
 # would count as free.
-_EXTRA_FORMULAS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
-    _cpu_sdpa_flop,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
-    _cpu_sdpa_backward_flop,
-}
+_EXTRA_FORMULAS = dict(
+    zip(cpu_attention_ops(), (_cpu_sdpa_flop, _cpu_sdpa_backward_flop)))
 
 
 def count_macs(fn: Callable[[], object],

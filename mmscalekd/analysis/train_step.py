@@ -157,7 +157,7 @@ def synthetic_batch(cfg: Config, model: torch.nn.Module, batch_size: int,
     images = torch.randn(batch_size, channels, height, width,
                          generator=generator)
     preprocessor = model.data_preprocessor
-    if getattr(preprocessor, '_enable_normalize', False):
+    if isinstance(getattr(preprocessor, 'mean', None), torch.Tensor):
         images = images * preprocessor.std.cpu() + preprocessor.mean.cpu()
     if getattr(preprocessor, 'to_rgb', False) and channels == 3:
         images = images.flip(1)  # the preprocessor flips it back

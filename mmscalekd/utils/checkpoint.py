@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
 
-from mmscalekd.compat import HISTORY_BUFFER_FIELDS, numpy_pickle_globals
+from mmscalekd.compat import history_buffer_fields, numpy_pickle_globals
 
 __all__ = [
     'CheckpointError', 'MMENGINE_CHECKPOINT_GLOBALS', 'check_archive',
@@ -81,7 +81,7 @@ class _CheckedHistoryBuffer(HistoryBuffer):
                 'Refused a HistoryBuffer whose statistics are not the '
                 'standard min/max/current/mean.')
         logs, counts = state.get('_log_history'), state.get('_count_history')
-        if set(state) != HISTORY_BUFFER_FIELDS or not (
+        if set(state) != history_buffer_fields() or not (
                 isinstance(state['max_length'], int)
                 and isinstance(logs, np.ndarray)
                 and isinstance(counts, np.ndarray)
