@@ -182,6 +182,45 @@ def test_license_file_is_apache_2():
     assert 'END OF TERMS AND CONDITIONS' in text
 
 
+# --- the installed configs --------------------------------------------------
+
+INSTALLED_CONFIGS = """
+import json, os.path as osp, sys
+from mmengine.config import Config
+import mmscalekd
+root = osp.join(osp.dirname(mmscalekd.__file__), '.mim', 'configs')
+print(json.dumps({name: Config.fromfile(osp.join(root, name)).to_dict()
+                  for name in sys.argv[1:]}))
+"""
+
+
+def test_installed_configs_find_the_bases_they_share(tmp_path):
+    """The installed copy (`make install`) ships configs/_base_/scalekd/,
+    and a config of each teacher family parses there to the checkout's.
+    Run from an empty directory, so that the installed package is used."""
+    bases = sorted(
+        osp.relpath(path, osp.join(REPO_ROOT, 'configs')) for path in glob.glob(
+            osp.join(REPO_ROOT, 'configs', '_base_', 'scalekd', '*.py')))
+    assert bases, 'configs/_base_/scalekd/ holds no shared base'
+    names = ['scalekd/scalekd_swin-l_resnet50_8xb32_in1k.py',
+             'scalekd/scalekd_beit-l_resnet50_8xb256-rsb-a2-300e_in1k.py']
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    result = subprocess.run(
+        [sys.executable, '-c', INSTALLED_CONFIGS, *bases, *names],
+        cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (
+        f'{result.stderr[-3000:]}\n(the installed configs are older than '
+        'the checkout\'s: run `make install`)')
+    installed = json.loads(result.stdout)
+    from mmengine.config import Config
+    for name in bases + names:
+        ours = json.loads(json.dumps(Config.fromfile(
+            osp.join(REPO_ROOT, 'configs', name)).to_dict()))
+        if name in names:
+            installed[name], ours = installed[name]['model'], ours['model']
+        assert installed[name] == ours, name
+
+
 # --- an editable install, used through mim ----------------------------------
 
 def venv_reusing_this_stack(root):

@@ -29,7 +29,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from tests.conftest import REPO_ROOT, shared_teacher, with_shared_teacher
+from tests.conftest import (REPO_ROOT, shared_base_variables, shared_teacher,
+                            with_shared_teacher)
 
 CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True))
@@ -204,8 +205,10 @@ def scalekd_configs_of(student_alone):
 
 
 # What a ScaleKD config may add to its student's own recipe: the distiller,
-# the authors' gradient clipping of distillation runs, SyncBN.
-DISTILLATION_ONLY = ('model', 'optim_wrapper.clip_grad', 'sync_bn')
+# the authors' gradient clipping of distillation runs, SyncBN, and the
+# variables of the bases the ScaleKD configs share.
+DISTILLATION_ONLY = ('model', 'optim_wrapper.clip_grad', 'sync_bn',
+                     *shared_base_variables())
 
 
 @pytest.mark.parametrize('path', STUDENT_ALONE, ids=config_id)

@@ -17,7 +17,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, shared_base_variables
 
 SHIPPED = osp.join(REPO_ROOT, 'configs', 'scalekd')
 PINNED = osp.join(REPO_ROOT, 'tests', 'data', 'distillation_configs.json')
@@ -31,15 +31,6 @@ def merged(path) -> dict:
     return Config.fromfile(path).to_dict()
 
 
-def shared_bases() -> dict:
-    """Variable -> value, of every base in configs/_base_/scalekd/."""
-    shared = {}
-    for path in glob.glob(
-            osp.join(REPO_ROOT, 'configs', '_base_', 'scalekd', '*.py')):
-        shared.update(merged(path))
-    return shared
-
-
 def student_of(name: str) -> str:
     """``<kind>_<teacher>_<student>.py`` -> ``student_<student>.py``."""
     return 'student_' + name.split('_', 2)[2]
@@ -50,7 +41,7 @@ def distillation_part(path: str) -> dict:
     less the shared bases' variables (checked to be theirs), as JSON."""
     cfg = dict(merged(path))
     student = merged(osp.join(SHIPPED, student_of(osp.basename(path))))
-    for key, value in shared_bases().items():
+    for key, value in shared_base_variables().items():
         if key in cfg:
             assert cfg.pop(key) == value, key
     assert not set(student) - set(cfg), set(student) - set(cfg)

@@ -237,6 +237,8 @@ def test_wheel_ships_configs_and_tools_for_mim(tmp_path):
                  'mmscalekd/.mim/configs/smoke/scalekd_smoke_synthetic.py',
                  'mmscalekd/.mim/configs/scalekd/'
                  'scalekd_swin-l_resnet50_8xb32_in1k.py',
+                 'mmscalekd/.mim/configs/_base_/scalekd/swin.py',
+                 'mmscalekd/.mim/configs/_base_/scalekd/beit-l.py',
                  'mmscalekd/models/distillers/scalekd_distiller.py'):
         assert name in names, name
 
