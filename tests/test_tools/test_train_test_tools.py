@@ -322,7 +322,7 @@ def test_amp_keeps_an_amp_config_and_refuses_other_wrappers(train_tool):
 
 def test_amp_picks_the_dtype_of_this_machine(train_tool):
     if not torch.cuda.is_available():
-        with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+        with pytest.raises(SystemExit, match='--amp'):
             built_config(train_tool, '--amp')
         return
     expected = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
@@ -440,7 +440,7 @@ def test_test_py_accepts_mmpretrains_test_flags(test_tool, monkeypatch):
     assert cfg.model.module.type == 'ScaleKDDistiller'
     assert cfg.test_dataloader == want.test_dataloader
     assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
-    with pytest.raises(ValueError, match='cannot be combined with --tta'):
+    with pytest.raises(ValueError, match='--show-dir.*--tta'):
         test_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
                              argparse.Namespace(**dict(ours, show=False)))
 
