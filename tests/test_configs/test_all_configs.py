@@ -32,6 +32,10 @@ from mmpretrain.structures import DataSample
 from tests.conftest import (REPO_ROOT, shared_base_variables, shared_teacher,
                             with_shared_teacher)
 
+# Every shipped model is built (Swin-L and EVA-L teachers among them): many
+# minutes on a CPU.
+pytestmark = pytest.mark.slow
+
 CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True))
 CONFIGS = [c for c in CONFIGS if '_base_' not in c]
@@ -127,7 +131,6 @@ def make_batch(batch_size, size, num_classes):
         ])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('path', STEPPED, ids=config_id)
 def test_config_takes_a_training_step(path):
     cfg = load(path)

@@ -19,6 +19,9 @@ from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT, shared_base_variables
 
+# Parses every shipped config and its mmpretrain bases: minutes on a CPU.
+pytestmark = pytest.mark.slow
+
 SHIPPED = osp.join(REPO_ROOT, 'configs', 'scalekd')
 PINNED = osp.join(REPO_ROOT, 'tests', 'data', 'distillation_configs.json')
 DISTILLING = sorted(

@@ -16,6 +16,9 @@ from mmengine.config import Config
 
 from tests.conftest import shared_base_variables
 
+# Parses every shipped config and its mmpretrain bases: minutes on a CPU.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'scalekd'
 AUTHORS = json.loads(
