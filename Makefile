@@ -1,11 +1,12 @@
 # `make test`: build .venv if needed, install the stack and the package, run
-# the whole test suite. `make quickstart`: same environment, then the main job.
+# the whole test suite. `make test-fast`: the same, without the tests marked
+# `slow` (pytest.ini). `make quickstart`: same environment, then the main job.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stack-installed
 
-.PHONY: test quickstart smoke install clean
+.PHONY: test test-fast quickstart smoke install clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ install: $(STAMP)
 
 test: install
 	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" tests
 
 # The main job: digits dataset, ViT teacher, three students x seeds, report
 # (work_dirs/quickstart/report.md).

@@ -1,5 +1,6 @@
 """Tiny real models (mmpretrain Swin and ResNet) shared by the tests."""
 import copy
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -22,6 +23,16 @@ SMOKE_CONFIG = osp.join(REPO_ROOT, 'configs', 'smoke',
 _SMOKE = Config.fromfile(SMOKE_CONFIG)
 NUM_CLASSES = _SMOKE.num_classes
 IMAGE_SIZE = _SMOKE.image_size
+
+
+def shared_base_variables() -> dict:
+    """Variable -> value, of the bases the shipped ScaleKD configs share
+    (configs/_base_/scalekd/): keys of a merged config that no run reads."""
+    variables = {}
+    for path in sorted(glob.glob(
+            osp.join(REPO_ROOT, 'configs', '_base_', 'scalekd', '*.py'))):
+        variables.update(Config.fromfile(path).to_dict())
+    return variables
 
 
 def tiny_swin_teacher(**backbone):

@@ -1,55 +1,22 @@
-# ScaleKD, advanced strategy: BEiT-L -> ResNet-50-D with the authors'
-# recipe for this pair (the student config inherited below lists it). Feature
-# weights (0.016, 0.008) and softmax scale 0.2 as in the authors' released
-# config for this pair; 8 heads
-# (the reference default).
-# Teacher: BEiT-L: the authors' "BEiT-L" teacher is EVA-L/14 (a BEiT-style
-# ViT-L, MIM pre-trained, IN-21K intermediate, IN-1K fine-tuned), which
-# mmpretrain
-# builds as `BEiTViT`. mmpretrain has no IN-1K fine-tuned BEiT-L classifier
-# (only BEiT-B), so the teacher is its EVA-L model at 224 px (16x16 patches;
-# `_base_/models/eva/eva-l.py`); the 196 px checkpoint below loads into it
-# strictly, `BEiTViT` resizes its position embedding on load.
-# Teacher checkpoint expected (`model.teacher.checkpoint`; download it once and
-# point at the local file on clusters without internet):
-#   https://download.openmmlab.com/mmclassification/v0/eva/eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth
-# Paper top-1 (method page, section 6): 82.34.
-# The projectors put the teacher's 16x16 queries over ResNet's 14x14 / 7x7.
-_base_ = ['./student_resnet50_8xb256-rsb-a2-300e_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    './student_resnet50_8xb256-rsb-a2-300e_in1k.py',
+    '../_base_/scalekd/beit-l.py',
+]
 
 model = dict(
     _delete_=True,
     type='ScaleKDDistiller',
     student={{_base_.model}},
-    teacher=dict(
-        config='mmpretrain::_base_/models/eva/eva-l.py',
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/eva/'
-        'eva-l-p14_mim-in21k-pre_3rdparty_in1k-196px_20221213-b730c7e7.pth',
-        # EVA was trained on CLIP-normalised images (mmpretrain's
-        # eva/eva-l-p14_8xb16_in1k-196px.py); the student's ImageNet-
-        # normalised batch is renormalised for it. A deliberate difference
-        # from the authors' code, where the teacher sees the student's
-        # normalisation. It sees the 224 px images as theirs does (its
-        # position embedding resized); `input_size=196` would show it its
-        # own resolution instead.
-        mean=[122.7709383, 116.7460125, 104.09373615],
-        std=[68.5005327, 66.6321579, 70.32316305]),
-    # -> teacher tokens after block 22 of 24 (1024 @ 16x16), then blocks
-    # 23-24 (teacher parameter perception) up to the last block's tokens.
+    teacher={{_base_.beit_l_family.eva_large}},
     perception_stage=dict(
         student_tap='backbone.layer3',
-        teacher_split=21,
+        teacher_split={{_base_.beit_l_family.teacher_split}},
         projector=dict(
             type='CrossAttentionProjector',
             num_heads=8,
             self_query=True,
             softmax_scale=0.2),
-        loss=dict(
-            type='DualViewFeatureLoss',
-            spatial_weight=0.016,
-            frequency_weight=0.008)),
+        loss={{_base_.beit_l_family.feature_loss}}),
     final_stage=dict(
         student_tap='backbone.layer4',
         projector=dict(
@@ -57,9 +24,6 @@ model = dict(
             num_heads=8,
             self_query=False,
             softmax_scale=0.2),
-        loss=dict(
-            type='DualViewFeatureLoss',
-            spatial_weight=0.016,
-            frequency_weight=0.008)),
-    logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
+        loss={{_base_.beit_l_family.feature_loss}}),
+    logit_kd={{_base_.beit_l_family.logit_kd}},
     input_size=224)

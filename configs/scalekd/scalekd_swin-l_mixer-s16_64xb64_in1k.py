@@ -1,43 +1,22 @@
-# ScaleKD, advanced strategy (300 epochs, strong augmentation, gradient
-# clipping at 5.0): Swin-L -> MLP-Mixer S/16 (timm). Heads and softmax scale as
-# in the authors' released config for this pair.
-# Teacher: Swin-L (IN-22K pre-trained, IN-1K fine-tuned, 224 px).
-# Teacher checkpoint expected (`model.teacher.checkpoint`; download it once and
-# point at the local file on clusters without internet):
-#   https://download.openmmlab.com/mmclassification/v0/swin-transformer/convert/swin_large_patch4_window7_224_22kto1k-5f0996db.pth
-# Paper top-1 (method page, section 6): 78.63 (+4.61).
-# Taps: mixer blocks 6 and 8 of 8 (tokens 512 @ 14x14, made maps by the
-# distiller); the final projector puts 7x7 queries over the 14x14 student.
-# Recipe: the student config inherited below (mmpretrain's recipe for this
-# student); the authors' student config for this pair is not in the public
-# store, so the recipe is not verified as theirs (docs/recipes.md).
-_base_ = ['./student_mixer-s16_64xb64_in1k.py']
-custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
-runner_type = 'ScaleKDRunner'
+_base_ = [
+    './student_mixer-s16_64xb64_in1k.py',
+    '../_base_/scalekd/swin.py',
+]
 
 model = dict(
     _delete_=True,
     type='ScaleKDDistiller',
     student={{_base_.model}},
-    teacher=dict(
-        config='mmpretrain::swin_transformer/swin-large_16xb64_in1k.py',
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'swin-transformer/convert/'
-        'swin_large_patch4_window7_224_22kto1k-5f0996db.pth'),
-    # -> teacher stage 3 (768 @ 14x14), then the rest of the teacher (teacher
-    # parameter perception) up to stage 4 (1536 @ 7x7).
+    teacher={{_base_.swin_family.swin_large}},
     perception_stage=dict(
         student_tap='backbone.model.blocks.5',
-        teacher_split=2,
+        teacher_split={{_base_.swin_family.teacher_split}},
         projector=dict(
             type='CrossAttentionProjector',
             num_heads=8,
             self_query=True,
             softmax_scale=5.0),
-        loss=dict(
-            type='DualViewFeatureLoss',
-            spatial_weight=0.08,
-            frequency_weight=0.06)),
+        loss={{_base_.swin_family.feature_loss}}),
     final_stage=dict(
         student_tap='backbone.model.blocks.7',
         projector=dict(
@@ -45,9 +24,6 @@ model = dict(
             num_heads=8,
             self_query=False,
             softmax_scale=5.0),
-        loss=dict(
-            type='DualViewFeatureLoss',
-            spatial_weight=0.08,
-            frequency_weight=0.06)),
-    logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
+        loss={{_base_.swin_family.feature_loss}}),
+    logit_kd={{_base_.swin_family.logit_kd}},
     input_size=224)

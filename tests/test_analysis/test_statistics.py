@@ -2,6 +2,7 @@
 import math
 import os
 import pickle
+import re
 
 import mmengine
 import numpy as np
@@ -124,7 +125,7 @@ def test_refuses_pickles_that_run_code(tmp_path):
     path = tmp_path / 'evil.pkl'
     with open(path, 'wb') as f:
         pickle.dump([_RunsCode()], f)
-    with pytest.raises(PredictionFileError, match='Refused to read .*evil'):
+    with pytest.raises(PredictionFileError, match=r'evil\.pkl'):
         load_predictions(str(path))
     assert not os.path.exists('/tmp/should_not_exist_compare_students')
 
@@ -144,7 +145,7 @@ def test_malformed_results_name_the_file(results, match):
 
 
 def test_missing_file():
-    with pytest.raises(PredictionFileError, match='does not exist'):
+    with pytest.raises(PredictionFileError, match='no/such/preds.pkl'):
         load_predictions('no/such/preds.pkl')
 
 
@@ -152,15 +153,13 @@ def test_mismatched_sets_name_both_files(tmp_path):
     a = write_predictions(tmp_path / 'a.pkl', np.ones(10, bool))
     b = write_predictions(tmp_path / 'b.pkl', np.ones(9, bool),
                           np.arange(1, 10) * 2)
-    with pytest.raises(PredictionFileError,
-                       match='not the same validation '
-                       'set') as error:
+    with pytest.raises(PredictionFileError) as error:
         align_predictions([load_predictions(a), load_predictions(b)])
     message = str(error.value)
     assert a in message and b in message
     # a has 0...9, b the even 2...18
-    assert f'6 sample_idx only in {a} (e.g. [0, 1, 3, 5, 7])' in message
-    assert f'5 only in {b} (e.g. [10, 12, 14, 16, 18])' in message
+    assert re.search(rf'6 .*{re.escape(a)}.*\[0, 1, 3, 5, 7\]', message)
+    assert re.search(rf'5 .*{re.escape(b)}.*\[10, 12, 14, 16, 18\]', message)
 
 
 def test_same_indices_different_labels_is_an_error(tmp_path):
@@ -271,6 +270,7 @@ def test_confidence_level_widens_the_interval():
     assert wide.ci_low < narrow.ci_low < narrow.ci_high < wide.ci_high
 
 
+@pytest.mark.slow
 def test_imagenet_sized_validation_set():
     # 50,000 images, ScaleKD-like: 76.0% -> 77.0%.
     a, b = paired_correctness(both=36000,

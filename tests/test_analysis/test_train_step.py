@@ -85,6 +85,7 @@ def test_a_step_trains_the_student_and_not_the_teacher():
     assert model.student.training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('checks, stops', [('all', True),
                                            ('before-step', False),
                                            ('none', False)])

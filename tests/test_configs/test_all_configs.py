@@ -29,7 +29,12 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from tests.conftest import REPO_ROOT, shared_teacher, with_shared_teacher
+from tests.conftest import (REPO_ROOT, shared_base_variables, shared_teacher,
+                            with_shared_teacher)
+
+# Every shipped model is built (Swin-L and EVA-L teachers among them): many
+# minutes on a CPU.
+pytestmark = pytest.mark.slow
 
 CONFIGS = sorted(
     glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True))
@@ -135,7 +140,6 @@ def make_batch(batch_size, size, num_classes):
         ])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('path', STEPPED, ids=config_id)
 def test_config_takes_a_training_step(path):
     cfg = load(path)
@@ -213,8 +217,10 @@ def scalekd_configs_of(student_alone):
 
 
 # What a ScaleKD config may add to its student's own recipe: the distiller,
-# the authors' gradient clipping of distillation runs, SyncBN.
-DISTILLATION_ONLY = ('model', 'optim_wrapper.clip_grad', 'sync_bn')
+# the authors' gradient clipping of distillation runs, SyncBN, and the
+# variables of the bases the ScaleKD configs share.
+DISTILLATION_ONLY = ('model', 'optim_wrapper.clip_grad', 'sync_bn',
+                     *shared_base_variables())
 
 
 @pytest.mark.parametrize('path', STUDENT_ALONE, ids=config_id)

@@ -30,6 +30,9 @@ SHIPPED = sorted(
     osp.relpath(path, REPO_ROOT)
     for path in glob.glob(osp.join(REPO_ROOT, 'configs', 'scalekd', '*.py')))
 PAPER_METRIC = 'Paper Top 1 Accuracy'
+SHARED_BASES = sorted(
+    osp.relpath(path, REPO_ROOT) for path in glob.glob(
+        osp.join(REPO_ROOT, 'configs', '_base_', 'scalekd', '*.py')))
 
 
 def read_yaml(path):
@@ -120,16 +123,16 @@ def batch_problems(model):
 
 
 def teacher_checkpoints():
-    """``model.teacher.checkpoint`` of each config that sets one."""
+    """Checkpoint -> file, of each teacher (a ``dict(config=...,
+    checkpoint=...)``) written in a shipped config or a base they share."""
     found = {}
-    for config in SHIPPED:
+    for config in SHIPPED + SHARED_BASES:
         tree = ast.parse(open(osp.join(REPO_ROOT, config)).read())
         for node in ast.walk(tree):
-            if (isinstance(node, ast.keyword) and node.arg == 'teacher'
-                    and isinstance(node.value, ast.Call)):
-                for key in node.value.keywords:
-                    if key.arg == 'checkpoint':
-                        found[config] = ast.literal_eval(key.value)
+            if isinstance(node, ast.Call):
+                keys = {key.arg: key.value for key in node.keywords}
+                if 'config' in keys and 'checkpoint' in keys:
+                    found[ast.literal_eval(keys['checkpoint'])] = config
     return found
 
 
@@ -201,7 +204,11 @@ def test_batch_check_sees_a_name_that_is_not_the_batch(tmp_path):
     assert batch_problems(entry) == []
 
 
-def test_paper_figures_are_marked_as_the_papers_and_in_the_headers():
+def test_paper_figures_are_marked_as_the_papers_and_in_the_readme():
+    with open(osp.join(REPO_ROOT, 'configs', 'scalekd', 'README.md')) as f:
+        rows = {
+            re.match(r'\| \[([^\]]+)\]', line).group(1): line
+            for line in f if re.match(r'\| \[', line)}
     with_figure = 0
     for model in models():
         # a figure measured here would be `Top 1 Accuracy`, beside weights
@@ -212,10 +219,9 @@ def test_paper_figures_are_marked_as_the_papers_and_in_the_headers():
         if top1 is None or model['Name'].startswith('student_'):
             continue
         with_figure += 1
-        text = open(osp.join(REPO_ROOT, model['Config'])).read()
-        assert f'{top1:.2f}' in text, (
-            f'{model["Config"]}: its header does not give the paper\'s '
-            f'{top1:.2f} that {METAFILE} lists')
+        assert f'| {top1:.2f}' in rows[model['Name']], (
+            f'configs/scalekd/README.md does not give the paper\'s {top1:.2f} '
+            f'that {METAFILE} lists for {model["Name"]}')
     # the eleven pairs of the method page, section 6
     assert with_figure == 11
 
@@ -271,7 +277,7 @@ def test_imagenet_doc_names_every_teacher_checkpoint_and_its_hash():
         doc = f.read()
     checkpoints = teacher_checkpoints()
     assert checkpoints, 'no config sets model.teacher.checkpoint'
-    for config, url in checkpoints.items():
+    for url, config in checkpoints.items():
         assert url in doc, f'docs/imagenet.md does not give {url} ({config})'
         digits = re.search(r'-([0-9a-f]{8})\.pth$', url).group(1)
         assert f'`{digits}`' in doc, config

@@ -14,6 +14,11 @@ import mmpretrain
 import pytest
 from mmengine.config import Config
 
+from tests.conftest import shared_base_variables
+
+# Parses every shipped config and its mmpretrain bases: minutes on a CPU.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'scalekd'
 AUTHORS = json.loads(
@@ -34,7 +39,8 @@ DISTILLATION_MODEL_KEYS = {
     'type', 'teacher', 'perception_stage', 'final_stage', 'logit_kd',
     'input_size', 'student_tokens', 'data_preprocessor'
 }
-DISTILLATION_TOP_KEYS = {'find_unused_parameters', 'model_wrapper_cfg'}
+DISTILLATION_TOP_KEYS = {'find_unused_parameters', 'model_wrapper_cfg',
+                         *shared_base_variables()}
 
 
 @functools.lru_cache(maxsize=None)

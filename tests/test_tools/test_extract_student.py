@@ -308,10 +308,8 @@ def test_non_finite_student_weights_are_refused(tool, tmp_path):
         diverged)
     out = tmp_path / 'student'
     with pytest.raises(CheckpointError,
-                       match=r"CHECKPOINT '.*epoch_1\.pth' holds NaN or Inf "
-                       r"values in 2 student tensor\(s\) \(e\.g\. \["
-                       r"'student\.backbone\.conv1\.weight', "
-                       r"'student\.head\.fc\.bias'\]\)"):
+                       match=r"epoch_1\.pth.*'student\.backbone\.conv1"
+                       r"\.weight', 'student\.head\.fc\.bias'"):
         tool.extract_student(config, checkpoint, str(out))
     assert not out.exists()
 

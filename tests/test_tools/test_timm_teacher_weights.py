@@ -72,5 +72,5 @@ def test_weights_of_another_model_are_refused_and_nothing_written(tmp_path):
     result = run_command([sys.executable, TOOL, _config(tmp_path), src,
                           str(dst)], check=False)
     assert result.returncode != 0
-    assert 'missing keys' in result.stderr and 'head.bias' in result.stderr
+    assert 'head.bias' in result.stderr
     assert not dst.exists() and not (tmp_path / 'teacher.pth.tmp').exists()

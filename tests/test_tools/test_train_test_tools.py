@@ -237,6 +237,8 @@ def test_wheel_ships_configs_and_tools_for_mim(tmp_path):
                  'mmscalekd/.mim/configs/smoke/scalekd_smoke_synthetic.py',
                  'mmscalekd/.mim/configs/scalekd/'
                  'scalekd_swin-l_resnet50_8xb32_in1k.py',
+                 'mmscalekd/.mim/configs/_base_/scalekd/swin.py',
+                 'mmscalekd/.mim/configs/_base_/scalekd/beit-l.py',
                  'mmscalekd/models/distillers/scalekd_distiller.py'):
         assert name in names, name
 
@@ -320,7 +322,7 @@ def test_amp_keeps_an_amp_config_and_refuses_other_wrappers(train_tool):
 
 def test_amp_picks_the_dtype_of_this_machine(train_tool):
     if not torch.cuda.is_available():
-        with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+        with pytest.raises(SystemExit, match='--amp'):
             built_config(train_tool, '--amp')
         return
     expected = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
@@ -438,7 +440,7 @@ def test_test_py_accepts_mmpretrains_test_flags(test_tool, monkeypatch):
     assert cfg.model.module.type == 'ScaleKDDistiller'
     assert cfg.test_dataloader == want.test_dataloader
     assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
-    with pytest.raises(ValueError, match='cannot be combined with --tta'):
+    with pytest.raises(ValueError, match='--show-dir.*--tta'):
         test_tool.merge_args(Config.fromfile(SMOKE_CONFIG),
                              argparse.Namespace(**dict(ours, show=False)))
 

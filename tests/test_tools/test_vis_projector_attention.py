@@ -159,7 +159,7 @@ def test_warnings_pass_and_level_is_restored(tool, checkpoint, image_file,
         assert 'TEACHER IS RANDOMLY' in handler.records[0].getMessage()
 
         missing = str(tmp_path / 'missing.pth')
-        with pytest.raises(FileNotFoundError, match='No checkpoint'):
+        with pytest.raises(FileNotFoundError, match='missing.pth'):
             tool.main([SMOKE_CONFIG, missing, image_file])
         assert logger.level == level
     finally:
@@ -169,8 +169,7 @@ def test_warnings_pass_and_level_is_restored(tool, checkpoint, image_file,
 def test_an_empty_image_file_is_refused_naming_it(tool, tmp_path):
     path = tmp_path / 'empty.png'
     path.write_bytes(b'')
-    with pytest.raises(ValueError, match=r"IMAGE '.*empty\.png' is an empty "
-                       r'file \(0 bytes\).*pass an image file'):
+    with pytest.raises(ValueError, match=r'empty\.png'):
         # refused before the model is built: no checkpoint is needed
         tool.main([SMOKE_CONFIG, str(tmp_path / 'missing.pth'), str(path),
                    '--out', str(tmp_path / 'x.png')])

@@ -26,7 +26,8 @@ def test_code_running_checkpoint_is_refused(tmp_path):
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'w': torch.zeros(1)},
                 'payload': _MakesAFile(str(marker))}, path)
-    with pytest.raises(CheckpointError, match='Refused'):
+    with pytest.raises(CheckpointError,
+                       match=r'model\.teacher\.checkpoint=.*evil\.pth'):
         load_state_dict_file(str(path), key='model.teacher.checkpoint')
     assert not marker.exists()
     # Even with the mmengine allow-list in force.
@@ -49,7 +50,7 @@ def test_plain_state_dict_and_safetensors(tmp_path):
 
 def test_not_a_state_dict(tmp_path):
     torch.save([1, 2, 3], tmp_path / 'list.pth')
-    with pytest.raises(CheckpointError, match='not a state dict'):
+    with pytest.raises(CheckpointError, match=r'some\.key=.*list\.pth'):
         load_state_dict_file(str(tmp_path / 'list.pth'), key='some.key')
 
 

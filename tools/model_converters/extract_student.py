@@ -7,7 +7,8 @@ Writes, into OUT_DIR:
   when the run recorded it), and ``student_config.py``: the distillation
   config with ``model`` replaced by the student and without what only
   mmscalekd reads (``custom_imports``, its hooks, the teacher and
-  student dicts), so the pair loads where only mmpretrain is installed. A
+  student dicts, the blocks the ScaleKD configs share), so the pair loads
+  where only mmpretrain is installed. A
   ``TimmStudentBackbone`` student is written as mmpretrain's
   ``TimmClassifier`` (the same network, timm's parameter names; needs timm).
   Together::
@@ -44,6 +45,7 @@ from __future__ import annotations  # torch and Config name types only
 
 import argparse
 import copy
+import inspect
 import os
 import os.path as osp
 from typing import Dict, List, Optional
@@ -222,8 +224,9 @@ def student_config(cfg: Config) -> Config:
     a timm student becomes :func:`timm_classifier_config`). What only
     distillation and mmscalekd need goes: ``mmscalekd`` in
     ``custom_imports``, the hooks of ``configs/_base_/scalekd_runtime.py``
-    and its ``work_dir_lock``, and top-level network dicts other than ``model``
-    (the teacher / student building blocks). Data, schedule and runtime
+    and its ``work_dir_lock``, top-level network dicts other than ``model``
+    (the teacher / student building blocks) and top-level values that no
+    runner reads but that name mmscalekd types. Data, schedule and runtime
     settings stay, so the student can be tested and fine-tuned with
     mmpretrain\'s own tools.
     """
@@ -249,8 +252,14 @@ def student_config(cfg: Config) -> Config:
     else:
         out.pop('custom_hooks', None)
     out.pop('work_dir_lock', None)
+    # Top-level values that no runner reads but that name mmscalekd types
+    # are distillation building blocks too (the variables of the bases the
+    # ScaleKD configs share, configs/_base_/scalekd/).
+    from mmengine.runner import Runner
+    runner_keys = set(inspect.signature(Runner.__init__).parameters)
     for key in [k for k in out.keys() if k != 'model']:
-        if _is_network(out[key]):
+        if _is_network(out[key]) or (key not in runner_keys
+                                     and mmscalekd_types(out[key])):
             out.pop(key)
     return out
 
