@@ -18,23 +18,37 @@ DEFAULT_OUT = osp.join(REPO_ROOT, 'work_dirs', 'test_matrix')
 
 # Every combination runs on this torch (served from the local wheel cache).
 TORCH = {'torch': '2.14.1', 'torchvision': '0.29.1'}
-# The first and the last release of each range that the package registry
-# serves; README.md ("Tested versions") says why older ones are left out.
+# The first and the last release of each supported range that the package
+# registry serves (mmscalekd/version.py); README.md ("Tested versions") says
+# why older ones are left out.
 COMBINATIONS = {
     'oldest': {'mmengine': '0.10.0', 'mmpretrain': '1.0.0',
-               'timm': '1.0.3', 'mmcv-lite': '2.0.0'},
+               'timm': '1.0.10', 'mmcv-lite': '2.0.0'},
     'newest': {'mmengine': '0.10.7', 'mmpretrain': '1.2.0',
                'timm': '1.0.31', 'mmcv-lite': '2.2.0'},
 }
-# Installed beside them in every venv: mmengine's config loader needs
-# pkg_resources (see setup.py), and pytest runs the suite.
-COMMON = ['setuptools<80', '-r', osp.join(REPO_ROOT, 'requirements',
-                                          'tests.txt')]
+
+
+def pinned_stack(names: Sequence[str]) -> List[str]:
+    """The lines of requirements/runtime.txt that pin these packages."""
+    with open(osp.join(REPO_ROOT, 'requirements', 'runtime.txt')) as f:
+        lines = [line.strip() for line in f]
+    return [line for line in lines
+            if line.split('==')[0].split('<')[0].split('>')[0] in names]
+
+
+# Installed beside them in every venv, as the pinned stack has them:
+# mmengine's config loader needs pkg_resources (see setup.py), the error
+# cases include the analysis tools', and pytest runs the suite.
+COMMON = [*pinned_stack(('setuptools', 'scipy', 'statsmodels',
+                         'scikit-learn')),
+          '-r', osp.join(REPO_ROOT, 'requirements', 'tests.txt')]
 # Reported in the summary, as `pip freeze` spells them.
 REPORTED = ('torch', 'torchvision', 'mmengine', 'mmpretrain', 'timm',
             'mmcv-lite', 'mmcv', 'numpy', 'setuptools')
 
 SMOKE_CONFIG = 'configs/smoke/scalekd_smoke_synthetic.py'
+PINNED_FUNCTION = 'tests/test_models/test_distillers/test_pinned_function.py'
 # Every shipped config, read from the installed package's copy (mmscalekd/
 # .mim, what `mim train mmscalekd CONFIG` reads).
 LOAD_CONFIGS = """
@@ -60,8 +74,12 @@ print(json.dumps(dict(passed=len(paths) - len(failed), failed=failed)))
 # the text given.
 SUITE = [
     ('tests', 'pytest', [
-        # float64 loss terms and gradients against the stored ones
-        'tests/test_models/test_distillers/test_pinned_function.py',
+        # float64 loss terms and gradients against the stored ones, of the
+        # smoke config; the Swin-L -> ResNet-50 case takes 5 minutes on a
+        # loaded 2-core machine (`make test` runs it)
+        PINNED_FUNCTION, '--deselect',
+        f'{PINNED_FUNCTION}::test_loss_terms_and_gradients_are_the_pinned_'
+        'ones[swin-l_resnet50]',
         # every teacher family's adapter on a tiny real network
         'tests/test_models/test_teachers',
         'tests/test_models/test_backbones/test_timm_student_backbone.py',
@@ -69,7 +87,8 @@ SUITE = [
         # the distillation parts (the training step of each is left out)
         'tests/test_configs/test_all_configs.py',
         '-k', 'not test_config_takes_a_training_step',
-        'tests/test_errors.py',
+        # tests/test_errors.py is left out: 12 minutes on a loaded 2-core
+        # machine
     ]),
     ('configs', 'configs', None),
     # The smoke config through the installed package, one epoch of 2
@@ -130,9 +149,11 @@ def install(name: str, pins: dict, out_dir: str, reuse: bool) -> Optional[str]:
     reused = False
     if reuse and osp.isfile(stamp):
         with open(stamp) as f:
-            reused = json.load(f) == requirements
+            reused = json.load(f) == requirements + COMMON
     if not reused:
         shutil.rmtree(venv, ignore_errors=True)
+        # pip's own cache (its default, shared by all venvs) keeps the
+        # wheels downloaded or built for an earlier venv.
         steps = [[sys.executable, '-m', 'venv', venv],
                  [python, '-m', 'pip', 'install', *requirements, *COMMON]]
     else:
@@ -146,7 +167,7 @@ def install(name: str, pins: dict, out_dir: str, reuse: bool) -> Optional[str]:
         if run_logged(command, log_path, cwd=REPO_ROOT, env=env) != 0:
             return ' '.join(command)
     with open(stamp, 'w') as f:
-        json.dump(requirements, f)
+        json.dump(requirements + COMMON, f)
     return None
 
 
@@ -265,6 +286,7 @@ def summary(results: List[dict], load: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    args.out = osp.abspath(args.out)  # the steps run in other folders
     os.makedirs(args.out, exist_ok=True)
     results = []
     for name in args.only or COMBINATIONS:
