@@ -75,8 +75,8 @@ print(json.dumps(dict(passed=len(paths) - len(failed), failed=failed)))
 SUITE = [
     ('tests', 'pytest', [
         # float64 loss terms and gradients against the stored ones, of the
-        # smoke config; the Swin-L -> ResNet-50 case takes 5 minutes on a
-        # loaded 2-core machine (`make test` runs it)
+        # smoke config; the Swin-L -> ResNet-50 case takes 5 minutes on 2
+        # cores at load 8 (`make test` runs it)
         PINNED_FUNCTION, '--deselect',
         f'{PINNED_FUNCTION}::test_loss_terms_and_gradients_are_the_pinned_'
         'ones[swin-l_resnet50]',
@@ -87,8 +87,7 @@ SUITE = [
         # the distillation parts (the training step of each is left out)
         'tests/test_configs/test_all_configs.py',
         '-k', 'not test_config_takes_a_training_step',
-        # tests/test_errors.py is left out: 12 minutes on a loaded 2-core
-        # machine
+        # tests/test_errors.py is left out: 12 minutes there
     ]),
     ('configs', 'configs', None),
     # The smoke config through the installed package, one epoch of 2
@@ -152,8 +151,8 @@ def install(name: str, pins: dict, out_dir: str, reuse: bool) -> Optional[str]:
             reused = json.load(f) == requirements + COMMON
     if not reused:
         shutil.rmtree(venv, ignore_errors=True)
-        # pip's own cache (its default, shared by all venvs) keeps the
-        # wheels downloaded or built for an earlier venv.
+        # pip's default cache is shared by all venvs: what it keeps (the
+        # wheels it built) serves the next venv.
         steps = [[sys.executable, '-m', 'venv', venv],
                  [python, '-m', 'pip', 'install', *requirements, *COMMON]]
     else:
