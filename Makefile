@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stack-installed
 
-.PHONY: test test-fast quickstart smoke install clean
+.PHONY: test test-fast test-matrix quickstart smoke install clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ smoke: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" mim train mmscalekd \
 		configs/smoke/scalekd_smoke_synthetic.py \
 		--work-dir work_dirs/scalekd_smoke_synthetic
+
+# Not part of `make test` (nor of CI): the short suite of
+# tools/misc/test_matrix.py on the first and last supported releases of each
+# dependency, each combination in a fresh venv under work_dirs/test_matrix
+# (needs the package registry; README.md, "Tested versions").
+test-matrix:
+	$(PYTHON) tools/misc/test_matrix.py
 
 clean:
 	rm -rf build dist *.egg-info mmscalekd/.mim

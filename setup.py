@@ -144,8 +144,9 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
         license_files=['LICENSE'],
-        # What torch >= 2.5 and the rest of the ranges install on; the
-        # pinned stack (requirements/runtime.txt) is tested on 3.11.
+        # What torch 2.14 and the rest of the ranges install on; the
+        # stacks of `make test-matrix` and requirements/runtime.txt are
+        # tested on 3.11.
         python_requires='>=3.10',
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,

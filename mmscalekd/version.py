@@ -5,17 +5,17 @@ __version__ = '0.1.0'
 # import time, so the two cannot disagree. ``requirements/runtime.txt`` pins
 # the one stack `make` installs and the tests run on.
 #
-# torch 2.5 is the first with ``torch.serialization.safe_globals`` (safe
-# checkpoint loading); the other minimums are the series the code was written
-# against, and only the pinned stack is tested. The mmcv range is
-# mmpretrain's own. Either mmcv-lite or the full mmcv provides it (both
-# install the ``mmcv`` module), so setup.py requires neither and the import
-# checks it.
+# Each range runs from the first to the last release that `make test-matrix`
+# (tools/misc/test_matrix.py) tests, and ends before the next minor release,
+# which is untested; README.md ("Tested versions") says why older releases
+# are left out. Only torch 2.14 is tested. Either mmcv-lite or the full mmcv
+# provides ``mmcv`` (both install the module), so setup.py requires neither
+# and the import checks it; only mmcv-lite is tested.
 SUPPORTED_VERSIONS = {
-    'torch': ('2.5.0', '3.0.0'),
-    'torchvision': ('0.20.0', '1.0.0'),
-    'mmengine': ('0.10.0', '1.0.0'),
-    'mmcv': ('2.0.0', '2.4.0'),
-    'mmpretrain': ('1.2.0', '2.0.0'),
-    'timm': ('1.0.0', '2.0.0'),
+    'torch': ('2.14.0', '2.15.0'),
+    'torchvision': ('0.29.0', '0.30.0'),
+    'mmengine': ('0.10.0', '0.11.0'),
+    'mmcv': ('2.0.0', '2.3.0'),
+    'mmpretrain': ('1.0.0', '1.3.0'),
+    'timm': ('1.0.10', '1.1.0'),
 }

@@ -63,14 +63,14 @@ def test_unsupported_version_is_refused_with_package_version_and_range(
         mmscalekd.check_dependency_versions()
     message = str(error.value)
     assert 'mmengine==0.7.4' in message
-    assert 'mmengine>=0.10.0,<1.0.0' in message
+    assert 'mmengine>=0.10.0,<0.11.0' in message
     assert f'mmscalekd {mmscalekd.__version__}' in message
 
 
 def test_version_at_the_maximum_is_refused():
-    # The ranges are [minimum, maximum): torch 3.0.0 is not supported.
-    with pytest.raises(ImportError, match=r'torch==3\.0\.0'):
-        mmscalekd.check_dependency_versions(installed={'torch': '3.0.0'})
+    # The ranges are [minimum, maximum): torch 2.15.0 is not supported.
+    with pytest.raises(ImportError, match=r'torch==2\.15\.0'):
+        mmscalekd.check_dependency_versions(installed={'torch': '2.15.0'})
     # A local build tag does not matter (CUDA wheels are 2.14.1+cu128).
     mmscalekd.check_dependency_versions(installed={'torch': '2.14.1+cu128'})
 
@@ -80,7 +80,7 @@ def test_missing_mmcv_names_both_distributions(monkeypatch):
     with pytest.raises(ImportError) as error:
         mmscalekd.check_dependency_versions()
     message = str(error.value)
-    assert 'mmcv>=2.0.0,<2.4.0' in message
+    assert 'mmcv>=2.0.0,<2.3.0' in message
     assert 'mmcv-lite' in message
 
 
@@ -155,11 +155,11 @@ def test_built_metadata_has_ranges_python_requires_and_license(tmp_path):
     requires = (egg_info / 'requires.txt').read_text()
     base, *extras = requires.split('\n[')
     extras = {e.split(']')[0]: e.split(']\n')[1].split() for e in extras}
-    assert 'torch<3.0.0,>=2.5.0' in base
+    assert 'torch<2.15.0,>=2.14.0' in base
     assert '==' not in base and 'mmcv' not in base
     assert base.split()[-1] == 'setuptools<80'
     assert 'scipy' not in base and 'openmim' not in base
-    assert extras['mmcv-lite'] == ['mmcv-lite<2.4.0,>=2.0.0']
+    assert extras['mmcv-lite'] == ['mmcv-lite<2.3.0,>=2.0.0']
     assert extras['mim'] == ['openmim>=0.3.9', 'click<8.3']
     assert extras['analysis'] == ['scipy>=1.10', 'statsmodels>=0.14',
                                   'scikit-learn>=1.3']
