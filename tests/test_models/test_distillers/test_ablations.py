@@ -8,6 +8,9 @@ from mmengine.config import Config
 from mmscalekd.models.necks import ConvProjector, CrossAttentionProjector
 from tests.conftest import REPO_ROOT, build_distiller, make_batch
 
+# Each builds several distillers: about 50 s a module on 2 cores.
+pytestmark = pytest.mark.slow
+
 CAP = dict(type='CrossAttentionProjector', num_heads=4)
 SWITCHES = {
     'released': {},

@@ -10,6 +10,9 @@ import torch
 
 from tests.conftest import IMAGE_SIZE, NUM_CLASSES, build_distiller, make_batch
 
+# Each builds several distillers: about 50 s a module on 2 cores.
+pytestmark = pytest.mark.slow
+
 
 def _classifier(backbone, channels, neck=dict(type='GlobalAveragePooling'),
                 head='LinearClsHead'):
