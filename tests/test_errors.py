@@ -20,6 +20,9 @@ from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
                             make_batch, run_command, smoke_config,
                             tiny_resnet_student, tiny_swin_teacher)
 
+# Many cases build a distiller or start a run: minutes in all.
+pytestmark = pytest.mark.slow
+
 # The smoke config's parts, to change one key of them.
 CAP = dict(type='CrossAttentionProjector', num_heads=4)
 DFM = dict(type='DualViewFeatureLoss')

@@ -194,6 +194,7 @@ print(json.dumps({name: Config.fromfile(osp.join(root, name)).to_dict()
 """
 
 
+@pytest.mark.slow
 def test_installed_configs_find_the_bases_they_share(tmp_path):
     """The installed copy (`make install`) ships configs/_base_/scalekd/,
     and a config of each teacher family parses there to the checkout's.

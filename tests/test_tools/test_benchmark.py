@@ -12,6 +12,9 @@ from mmscalekd.analysis.train_step import (build_variant, load_config,
                                            synthetic_batch)
 from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
 
+# Runs the benchmark tool on real configs: minutes on a CPU.
+pytestmark = pytest.mark.slow
+
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'benchmark.py')
 BATCH_SIZE = 2
 # The two RSB-A2 recipes' sigmoid (BCE) heads: ResNet-50-D's multi-label

@@ -7,6 +7,9 @@ import pytest
 
 from tests.conftest import REPO_ROOT, SMOKE_CONFIG, load_tool, run_command
 
+# Times training steps with the tool: tens of seconds each.
+pytestmark = pytest.mark.slow
+
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'compare_steps.py')
 
 

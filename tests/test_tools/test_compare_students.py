@@ -16,6 +16,9 @@ from tests.test_analysis.test_statistics import (dump_results,
                                                  paired_correctness,
                                                  write_predictions)
 
+# Runs the tool as a script, once a test: tens of seconds each.
+pytestmark = pytest.mark.slow
+
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'compare_students.py')
 
 

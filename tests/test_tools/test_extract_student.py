@@ -19,6 +19,10 @@ from mmscalekd.utils import CheckpointError
 from tests.conftest import (IMAGE_SIZE, NUM_CLASSES, REPO_ROOT, SMOKE_CONFIG,
                             load_tool, make_batch, run_command)
 
+# Trains checkpoints and extracts students from them: seconds to tens of
+# seconds each.
+pytestmark = pytest.mark.slow
+
 TOOL = 'tools/model_converters/extract_student.py'
 
 # Loads the extracted student in a Python where `import mmscalekd` fails

@@ -10,6 +10,9 @@ from safetensors.torch import save_file
 from mmscalekd.models.teachers import load_frozen_teacher
 from tests.conftest import run_command
 
+# Runs the converter as a script: about ten seconds each.
+pytestmark = pytest.mark.slow
+
 TOOL = 'tools/model_converters/timm_teacher_weights.py'
 TEACHER = dict(
     type='TimmClassifier', model_name='vit_tiny_patch16_224', img_size=32,

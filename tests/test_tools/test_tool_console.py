@@ -15,6 +15,9 @@ from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
                             run_command)
 from tests.test_tools.stand_ins import recorded, stand_in
 
+# Runs the tools (and mim) as a user does: tens of seconds each.
+pytestmark = pytest.mark.slow
+
 PYTHON_TOOLS = sorted(
     osp.relpath(p, REPO_ROOT)
     for p in glob.glob(osp.join(REPO_ROOT, 'tools', '**', '*.py'),

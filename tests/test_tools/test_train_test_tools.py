@@ -378,6 +378,7 @@ def test_dataloader_settings_are_mmpretrains(train_tool, monkeypatch, argv):
         '--no-persistent-workers' not in argv)
 
 
+@pytest.mark.slow
 def test_every_shipped_config_runs_under_both_train_scripts(
         train_tool, monkeypatch):
     theirs_tool = mmpretrain_tool('train')

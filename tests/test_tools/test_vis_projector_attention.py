@@ -13,6 +13,9 @@ from PIL import Image
 from tests.conftest import (IMAGE_SIZE, REPO_ROOT, SMOKE_CONFIG, load_tool,
                             run_command)
 
+# Trains a checkpoint and runs the tool on it: tens of seconds each.
+pytestmark = pytest.mark.slow
+
 TOOL = osp.join(REPO_ROOT, 'tools', 'visualization',
                 'vis_projector_attention.py')
 

@@ -16,6 +16,9 @@ from torch._dynamo.testing import CompileCounter
 
 from tests.conftest import build_distiller, make_batch
 
+# torch.compile and bfloat16 runs of the distiller: tens of seconds each.
+pytestmark = pytest.mark.slow
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                    reason='needs CUDA')
 
