@@ -1,7 +1,6 @@
 """Multiply-adds of what a function runs, forward and backward."""
 from typing import Callable, Dict
 
-import torch
 from torch.utils.flop_counter import (FlopCounterMode,
                                       sdpa_backward_flop_count,
                                       sdpa_flop_count)
