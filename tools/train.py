@@ -43,6 +43,15 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the learning rate with the total batch size')
     parser.add_argument(
+        '--accumulate',
+        type=int,
+        metavar='N',
+        help='accumulate the gradients of N batches per optimizer step '
+        '(`optim_wrapper.accumulative_counts=N`): the global batch is '
+        'processes x batch per process x N, e.g. a recipe of 8 GPUs x 32 on '
+        '2 GPUs: --accumulate 4; with --auto-scale-lr the lr is scaled by '
+        'that global batch')
+    parser.add_argument(
         '--no-pin-memory',
         action='store_true',
         help='turn off pin_memory in all data loaders')
@@ -179,6 +188,9 @@ def merge_args(cfg, args):
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})
         cfg.auto_scale_lr.enable = True
+
+    if args.accumulate is not None:
+        cfg.optim_wrapper.accumulative_counts = args.accumulate
 
     set_dataloader_defaults(cfg, ('train', 'val', 'test'),
                             no_pin_memory=args.no_pin_memory,

@@ -10,7 +10,9 @@
 #   the run before it reaches the weights or the disk;
 # - DataCheckHook: labels the head cannot predict, unreadable images and
 #   non-finite predictions are named;
-# - TeacherValHook: the first validation also reports the teacher's accuracy.
+# - TeacherValHook: the first validation also reports the teacher's accuracy;
+# - GlobalBatchHook: logs the global batch (processes x batch x accumulation),
+#   the recipe's base batch and the learning rate in use.
 # Importing mmscalekd also registers a checkpoint reader that loads
 # mmengine's own files with torch's weights_only=True.
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
@@ -20,6 +22,7 @@ custom_hooks = [
     dict(type='FiniteCheckHook'),
     dict(type='DataCheckHook'),
     dict(type='TeacherValHook'),
+    dict(type='GlobalBatchHook'),
 ]
 # `None` switches the lock off.
 work_dir_lock = dict(stale_after=600, refresh_every=30)

@@ -98,6 +98,8 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
+# The global batch the lr is meant for: one process x 32 images.
+auto_scale_lr = dict(base_batch_size=32)
 param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=3)
 train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=1)
 val_cfg = dict()

@@ -7,7 +7,9 @@ and while it runs.
   read from, a training's dumped config or a file a symbolic link points
   to; several CPU processes (``--launcher pytorch`` without CUDA) use gloo,
   a CPU DDP wrapper and per-process BatchNorm, where mmengine's Runner
-  expects GPUs.
+  expects GPUs; with ``auto_scale_lr.enable``, the learning rate is
+  scaled by the global batch that gradient accumulation makes
+  (:mod:`.global_batch`).
 - :func:`run`: ``train()`` / ``test()``, with a missing data folder or a
   bad annotation file named by its config key (datasets are built before
   any hook can see them), and the work dir's lock released however the run
@@ -22,6 +24,7 @@ from mmengine.config import Config
 from mmengine.dist import is_distributed
 from mmengine.logging import print_log
 
+from .global_batch import scale_lr_with_accumulation
 from .hooks import WorkDirHook, dataset_error, replace_link
 from .work_dir_lock import WorkDirLock
 
@@ -39,6 +42,7 @@ def prepare_run(cfg: Config, training: bool) -> Config:
     work_dir = cfg.work_dir
     if training:
         _check_length(cfg.get('train_cfg'))
+        scale_lr_with_accumulation(cfg)
     if training and cfg.get('work_dir_lock', dict()) is not None:
         WorkDirLock(work_dir, **cfg.get('work_dir_lock', dict())).check_free()
     if not training:

@@ -66,6 +66,9 @@ max_epochs = 15
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=5.0))
+# The global batch the lr is meant for: one process x 64 images
+# (`--auto-scale-lr` scales it to another).
+auto_scale_lr = dict(base_batch_size=64)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
