@@ -194,6 +194,18 @@ def _resume_with(tmp_path, first, then):
                               **then)).train()
 
 
+def _train_with(tmp_path, *argv, change=lambda cfg: None):
+    """tools/train.py's path for the smoke config and ARGV, up to the
+    runner."""
+    from mmengine.config import Config
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'train.py'))
+    args = tool.parse_args(
+        [SMOKE_CONFIG, '--work-dir', str(tmp_path / 'run'), *argv])
+    cfg = tool.merge_args(Config.fromfile(SMOKE_CONFIG), args)
+    change(cfg)
+    build_runner(cfg)
+
+
 # ------------------------------------------------------------ teacher files
 def _free_port():
     with socket.socket() as sock:
@@ -795,6 +807,21 @@ CASES = {
         type='CrossAttentionProjector')), KeyError,
              r"`model\.final_stage\.type='CrossAttentionProjector'` is not "
              r"a stage: leave it out or set it to 'ScaleKDStage'"),
+    'E140': (lambda t: _train_with(t, '--accumulate', '0'), ValueError,
+             r'`optim_wrapper\.accumulative_counts=0` \(set by '
+             r'`--accumulate` or the config\) must be an integer >= 1'),
+    'E141': (lambda t: _train_with(
+        t, '--accumulate', '2',
+        change=lambda c: c.optim_wrapper.update(
+            type='DeepSpeedOptimWrapper')), ValueError,
+             r"`optim_wrapper\.type='DeepSpeedOptimWrapper'` cannot "
+             r'accumulate gradients: only .*OptimWrapper.*Drop the '
+             r'accumulation'),
+    'E142': (lambda t: _train_with(
+        t, '--auto-scale-lr', change=lambda c: c.auto_scale_lr.pop(
+            'base_batch_size')), ValueError,
+             r'`auto_scale_lr\.base_batch_size=None`: `--auto-scale-lr`.*'
+             r'set it to that number'),
 }
 
 
