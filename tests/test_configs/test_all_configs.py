@@ -18,6 +18,7 @@ import copy
 import functools
 import glob
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -127,6 +128,21 @@ def test_configs_are_found():
         assert osp.isfile(path.replace('logit-kd_', 'scalekd_')), path
     for path in STUDENT_ALONE:
         assert scalekd_configs_of(path), path
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=config_id)
+def test_config_states_its_global_batch(path):
+    """``auto_scale_lr.base_batch_size`` is the global batch the lr is meant
+    for: GPUs x batch per GPU as the name says (``8xb32``), else (the quick
+    start and smoke run, one process) the batch itself."""
+    cfg = parse(path)
+    named = re.search(r'_(\d+)xb(\d+)', osp.basename(path))
+    expected = int(named[1]) * int(named[2]) if named else \
+        cfg.train_dataloader.batch_size
+    assert cfg.auto_scale_lr.base_batch_size == expected
+    # and the name's batch per GPU is the one the config trains with
+    if named:
+        assert cfg.train_dataloader.batch_size == int(named[2])
 
 
 def make_batch(batch_size, size, num_classes):
