@@ -360,9 +360,14 @@ def test_student_config_names_nothing_of_mmscalekd(tool, config):
     assert student.model.type in ('ImageClassifier', 'TimmClassifier')
     assert not {h['type'] for h in student.get('custom_hooks', [])} & set(
         tool.RUNTIME_HOOKS)
-    # the original config is untouched
-    assert [h['type'] for h in cfg.custom_hooks][-5:] == list(
+    # the original config is untouched, and the tool's list of runtime
+    # hooks is the runtime base's
+    runtime = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs', '_base_', 'scalekd_runtime.py'))
+    assert [h['type'] for h in runtime.custom_hooks] == list(
         tool.RUNTIME_HOOKS)
+    assert [h['type'] for h in cfg.custom_hooks][-len(tool.RUNTIME_HOOKS):
+                                                 ] == list(tool.RUNTIME_HOOKS)
 
 
 def test_a_timm_student_becomes_mmpretrains_timm_classifier(tool):

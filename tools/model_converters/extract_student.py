@@ -214,7 +214,7 @@ def mmscalekd_types(cfg: dict) -> List[str]:
 
 # The hooks of configs/_base_/scalekd_runtime.py (mmscalekd's own).
 RUNTIME_HOOKS = ('WorkDirHook', 'CheckpointCheckHook', 'FiniteCheckHook',
-                 'DataCheckHook', 'TeacherValHook')
+                 'DataCheckHook', 'TeacherValHook', 'GlobalBatchHook')
 
 
 def student_config(cfg: Config) -> Config:
