@@ -81,3 +81,19 @@ def test_an_unscaled_lr_for_another_batch_is_a_warning(tmp_path):
         r'Global batch 16 = 1 process\(es\) x 16 images x 1 accumulated '
         r'batch\(es\).*: 32; lr 0\.05 \(not auto-scaled\)\. The lr is meant '
         r'for the base batch: .*--accumulate.*--auto-scale-lr\.$', line), line
+
+
+def test_accumulation_under_an_iteration_based_loop_is_a_warning(tmp_path):
+    cfg = smoke_config(tmp_path, num_samples=64,
+                       optim_wrapper=dict(accumulative_counts=2))
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4)
+    cfg.param_scheduler = None
+    cfg.default_hooks.checkpoint.update(by_epoch=False, interval=4)
+    runner = build_runner(cfg)
+    runner.train()
+    line = global_batch_line(runner)
+    assert ' - WARNING - ' in line
+    assert re.search(
+        r'Global batch 64 = .*; lr 0\.05 \(not auto-scaled\)\. The lr is '
+        r'meant for the base batch: .*\. `train_cfg\.max_iters` counts '
+        r'batches: 4 iterations are 2 optimizer steps\.$', line), line
