@@ -3,15 +3,18 @@
 mmengine's ``OptimWrapper`` accumulates gradients over
 ``optim_wrapper.accumulative_counts`` batches before each optimizer step,
 but its ``Runner.scale_lr`` (``auto_scale_lr.enable``) scales the learning
-rate by world size x batch per process only. :func:`scale_lr_with_accumulation`
-hands it a base batch divided by the accumulation, so that the ratio it
-computes is the effective global batch over the recipe's base batch.
+rate by world size x batch per process only.
+:func:`scale_lr_with_accumulation` hands it a base batch divided by the
+accumulation, so that the ratio it computes is the effective global batch
+over the recipe's base batch.
 """
 from mmengine.optim import OptimWrapper
 
 from mmpretrain.registry import OPTIM_WRAPPERS
 
-__all__ = ['accumulative_counts', 'recipe_base_batch', 'scale_lr_with_accumulation']
+__all__ = [
+    'accumulative_counts', 'recipe_base_batch', 'scale_lr_with_accumulation'
+]
 
 
 def accumulative_counts(cfg) -> int:
