@@ -2,7 +2,11 @@
 (route a), feature-only distillation from a teacher of other classes (route
 b) and image sizes other than 224."""
 import copy
+import glob
+import json
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,13 +17,14 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from PIL import Image
 
+import mmpretrain
 from mmpretrain.registry import DATASETS, MODELS
 from mmpretrain.structures import DataSample
 
 from mmscalekd.config_builder.own_data import (image_folder_data,
                                                teacher_finetune_config)
 from mmscalekd.models.teachers import load_frozen_teacher, load_teacher_weights
-from tests.conftest import tiny_resnet_student
+from tests.conftest import REPO_ROOT, run_command, tiny_resnet_student
 
 CLASSES = ('cat', 'dog', 'fox')
 
@@ -357,3 +362,124 @@ def test_smallest_swin_size_named_in_the_message_works():
                                                teacher_input_size=193))
     outputs = distiller.teacher(torch.zeros(1, 3, 64, 64))
     assert tuple(outputs.final_feature.shape) == (1, 256, 7, 7)
+
+
+# ------------------------------------------------------------ end to end
+MMPRETRAIN_TRAIN = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools',
+                            'train.py')
+
+# The tiny teacher and student at 32 px: ViT patches of 8 (4 x 4 tokens),
+# ResNet stage 3 at 2 x 2, stage 4 at 1 x 1.
+_DISTILLATION = '''_base_ = [
+    'mmpretrain::_base_/default_runtime.py',
+    {runtime!r},
+]
+model = dict(
+    type='ScaleKDDistiller',
+    student={student!r},
+    teacher=dict(config={teacher_config!r}, checkpoint={teacher!r}),
+    perception_stage=dict(
+        student_tap='backbone.layer3', teacher_split=1,
+        projector=dict(type='CrossAttentionProjector', num_heads=2),
+        loss=dict(type='DualViewFeatureLoss')),
+    final_stage=dict(
+        student_tap='backbone.layer4',
+        projector=dict(type='CrossAttentionProjector', num_heads=4,
+                       self_query=False),
+        loss=dict(type='DualViewFeatureLoss')),
+    logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
+    input_size=32)
+data_preprocessor = dict(num_classes=3, mean=[123.675, 116.28, 103.53],
+                         std=[58.395, 57.12, 57.375], to_rgb=True)
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1))
+'''
+
+# Inference with mmpretrain alone: mmscalekd must not even be importable
+# in this process for the student to count as standalone.
+_INFERENCE = '''
+import json, sys
+sys.modules['mmscalekd'] = None
+from mmpretrain.apis import ImageClassificationInferencer
+config, weights, images = sys.argv[1], sys.argv[2], sys.argv[3:]
+inferencer = ImageClassificationInferencer(config, pretrained=weights,
+                                           device='cpu')
+print(json.dumps([dict(scores=len(r['pred_scores']), label=r['pred_label'])
+                  for r in inferencer(images)]))
+'''
+
+
+def distillation_config(path, data, teacher_config, teacher):
+    """A ScaleKD config file distilling the tiny student from ``teacher``."""
+    text = _DISTILLATION.format(
+        runtime=osp.join(REPO_ROOT, 'configs', '_base_',
+                         'scalekd_runtime.py'),
+        student=student(data['num_classes']), teacher_config=teacher_config,
+        teacher=teacher)
+    text += ''.join(f'{key} = {data[key]!r}\n' for key in (
+        'train_dataloader', 'val_dataloader', 'val_evaluator',
+        'test_dataloader', 'test_evaluator'))
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_finetune_config_trains_with_mmpretrains_own_tool(
+        tmp_path, teacher_file):
+    path, _ = teacher_file
+    data = image_folder_data(write_image_folder(tmp_path / 'images'),
+                             input_size=32, batch_size=4, num_workers=0)
+    config = str(tmp_path / 'teacher-finetune.py')
+    Config(teacher_finetune_config(vit_teacher(10, 32, 8), path, data,
+                                   epochs=1)).dump(config)
+    run_command([sys.executable, MMPRETRAIN_TRAIN, config, '--work-dir',
+                 str(tmp_path / 'run')])
+    checkpoint = tmp_path / 'run' / 'epoch_1.pth'
+    load_teacher_weights(MODELS.build(Config.fromfile(config).model),
+                         str(checkpoint))
+
+
+@pytest.mark.slow
+def test_own_images_from_teacher_finetune_to_standalone_student(
+        tmp_path, teacher_file):
+    """Route (a) on an image folder: fine-tune a teacher of 10 classes on 3,
+    distil a student from it, extract the student, predict with mmpretrain
+    alone."""
+    path, _ = teacher_file
+    root = write_image_folder(tmp_path / 'images', per_class=8)
+    data = image_folder_data(root, input_size=32, batch_size=8,
+                             num_workers=0)
+    finetune = str(tmp_path / 'teacher-finetune_vit_resnet.py')
+    Config(teacher_finetune_config(vit_teacher(10, 32, 8), path, data,
+                                   epochs=2)).dump(finetune)
+    train = osp.join(REPO_ROOT, 'tools', 'train.py')
+    run_command([sys.executable, train, finetune, '--work-dir',
+                 str(tmp_path / 'teacher')])
+    teacher = str(tmp_path / 'teacher' / 'epoch_2.pth')
+
+    scalekd = distillation_config(tmp_path / 'scalekd_vit_resnet.py', data,
+                                  finetune, teacher)
+    run_command([sys.executable, train, scalekd, '--work-dir',
+                 str(tmp_path / 'student')])
+    run_command([
+        sys.executable,
+        osp.join(REPO_ROOT, 'tools', 'model_converters',
+                 'extract_student.py'), scalekd,
+        str(tmp_path / 'student' / 'epoch_1.pth'),
+        str(tmp_path / 'extracted')
+    ])
+
+    images = sorted(glob.glob(osp.join(root, 'val', '*', '*.png')))
+    result = subprocess.run(
+        [sys.executable, '-c', _INFERENCE,
+         str(tmp_path / 'extracted' / 'student_config.py'),
+         str(tmp_path / 'extracted' / 'student.pth'), *images],
+        cwd=str(tmp_path), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(predictions) == len(images) == 24
+    assert all(p['scores'] == 3 and p['label'] in (0, 1, 2)
+               for p in predictions)
