@@ -153,13 +153,15 @@ def image_folder_data(data_root: str, input_size: int = 224,
     batch_size = check_integer(batch_size, 'batch_size', minimum=1)
     num_workers = check_integer(num_workers, 'num_workers', minimum=0)
     for split in ('train', 'val'):
-        if not osp.isdir(osp.join(data_root, split)):
+        split_dir = osp.join(data_root, split)
+        if not osp.isdir(split_dir):
+            state = ('is not a folder'
+                     if osp.exists(split_dir) else 'does not exist')
             raise FileNotFoundError(
                 f'The image folder `data_root={data_root!r}` has no '
-                f'{split}/ folder ({osp.join(data_root, split)!r} '
-                f'{"is not a folder" if osp.exists(osp.join(data_root, split)) else "does not exist"}). '  # noqa: E501
-                f'Lay the images out as {_LAYOUT.format(split=split)}, with '
-                'the same class folders in train/ and val/.')
+                f'{split}/ folder ({split_dir!r} {state}). Lay the images '
+                f'out as {_LAYOUT.format(split=split)}, with the same class '
+                'folders in train/ and val/.')
     classes = _split_classes(data_root, 'train')
     if len(classes) < 2:
         raise ValueError(

@@ -344,7 +344,8 @@ def test_swin_teacher_at_other_sizes(size):
 
 @pytest.mark.parametrize('size, options, key, smallest', [
     (64, {}, r'model\.input_size=\(64, 64\)', 193),
-    (224, dict(teacher_input_size=96), r'model\.teacher\.input_size=\(96, 96\)', 193),
+    (224, dict(teacher_input_size=96),
+     r'model\.teacher\.input_size=\(96, 96\)', 193),
 ])
 def test_swin_refuses_images_smaller_than_its_windows(size, options, key,
                                                       smallest):
