@@ -445,6 +445,36 @@ def _import_without_pkg_resources(monkeypatch):
     mmscalekd.check_dependency_versions()
 
 
+# ------------------------------------------------------- own image folders
+def _own_images(tmp_path, edit=lambda root: None):
+    """image_folder_data on a 3-class folder after ``edit(root)``."""
+    from mmscalekd.config_builder.own_data import image_folder_data
+    from tests.test_config_builder.test_own_data import write_image_folder
+    root = tmp_path / 'images'
+    write_image_folder(root, per_class=1, size=8)
+    edit(root)
+    return image_folder_data(str(root))
+
+
+def _finetune(tmp_path, teacher=None, transform=lambda s: s, **options):
+    """teacher_finetune_config for the tiny ViT of 10 classes, its file
+    edited by ``transform``."""
+    from mmscalekd.config_builder.own_data import teacher_finetune_config
+    from tests.test_config_builder.test_own_data import vit_teacher
+    network = MODELS.build(vit_teacher(10, 32, 8))
+    path = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=transform(network.state_dict())), path)
+    return teacher_finetune_config(teacher or vit_teacher(10, 32, 8),
+                                   str(path), _own_images(tmp_path),
+                                   **options)
+
+
+def _swin_at(size):
+    from tests.test_config_builder.test_own_data import (feature_distiller,
+                                                         swin_teacher)
+    MODELS.build(feature_distiller(swin_teacher(), size, split=2))
+
+
 # id -> (callable(tmp_path) raising, exception type, message regex)
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
@@ -807,6 +837,41 @@ CASES = {
         type='CrossAttentionProjector')), KeyError,
              r"`model\.final_stage\.type='CrossAttentionProjector'` is not "
              r"a stage: leave it out or set it to 'ScaleKDStage'"),
+    'E120': (lambda t: _own_images(t, lambda r: shutil.rmtree(r / 'val')),
+             FileNotFoundError,
+             r"`data_root='.*images'` has no val/ folder.*does not exist.*"
+             r'DATA_ROOT/val/<class name>/<image>\.jpg'),
+    'E121': (lambda t: _own_images(t, lambda r: os.rename(
+        r / 'val' / 'fox', r / 'val' / 'wolf')), ValueError,
+             r"class folders of '.*images/val' differ from those of "
+             r"'.*images/train': missing there \['fox'\]; not in train/ "
+             r"\['wolf'\].*same class folders"),
+    'E122': (lambda t: _own_images(t, lambda r: os.remove(
+        r / 'train' / 'dog' / '0.png')), ValueError,
+             r"class folder '.*train/dog' holds no image \(file endings "
+             r'read: \.jpg.*remove the folder from every split'),
+    'E123': (lambda t: _own_images(t, lambda r: [
+        shutil.rmtree(r / split / name) for split in ('train', 'val')
+        for name in ('dog', 'fox')]), ValueError,
+             r"'.*images/train' holds 1 class folder\(s\) \['cat'\]; a "
+             r'classifier needs 2 at least'),
+    'E124': (lambda t: _finetune(t, mode='last'), ValueError,
+             r"`mode='last'`: use one of \['head', 'full'\]"),
+    'E125': (lambda t: _finetune(t, transform=lambda s: {
+        k: v for k, v in s.items() if 'layers.3.' not in k}),
+             CheckpointError,
+             r"`checkpoint='.*teacher\.pth'` does not fit the backbone and "
+             r"neck.*missing keys \['backbone\.layers\.3.*only its head "
+             'may differ'),
+    'E126': (lambda t: _finetune(t, teacher=dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18))),
+             KeyError, r'has no `model\.head\.num_classes` to set to the 3 '
+             'classes'),
+    'E127': (lambda t: _swin_at(64), ValueError,
+             r'`model\.input_size=\(64, 64\)` gives the Swin teacher a '
+             r'\(4, 4\) token map in stage 3, smaller than its '
+             r'window_size=7.*193 px.*model\.teacher\.input_size.*'
+             'pad_small_map=True'),
     'E140': (lambda t: _train_with(t, '--accumulate', '0'), ValueError,
              r'`optim_wrapper\.accumulative_counts=0` \(set by '
              r'`--accumulate` or the config\) must be an integer >= 1'),

@@ -11,6 +11,7 @@ from mmscalekd.compat import classification_losses, has_classification_loss
 from mmscalekd.models.interfaces import LogitLoss
 from mmscalekd.models.stages import build_stage
 from mmscalekd.models.teachers import load_frozen_teacher
+from mmscalekd.models.teachers.swin import check_window_fits
 from mmscalekd.models.utils import (ModuleOutputsRecorder,
                                     StudentFeatureReader, build_at,
                                     check_flag, check_integer, check_size,
@@ -122,6 +123,10 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
             split=stages['perception']['teacher_split'] if stages else None,
             eval_mode=keep_teacher_eval,
             data_normalization=_normalization(self.data_preprocessor))
+        check_window_fits(
+            self.teacher.network, self.teacher.input_size or input_size,
+            'model.teacher.input_size' if self.teacher.input_size else
+            'model.input_size')
         self.logit_kd = logit_kd
         # (names, non-finite flags, values) of the last loss terms, read by
         # FiniteCheckHook right before the optimizer step.

@@ -1,7 +1,9 @@
 """Teacher adapter for mmpretrain's SwinTransformer."""
+import math
 from typing import Tuple
 
 import torch
+from torch import nn
 
 from mmpretrain.models.backbones import SwinTransformer
 from mmpretrain.models.utils import resize_pos_embed
@@ -11,7 +13,7 @@ from mmscalekd.registry import TEACHER_ADAPTERS
 from .base import TokensAndGrid
 from .staged import StagedTeacherAdapter
 
-__all__ = ['SwinTeacherAdapter', 'embed_patches']
+__all__ = ['SwinTeacherAdapter', 'check_window_fits', 'embed_patches']
 
 
 def embed_patches(backbone, inputs: torch.Tensor) -> TokensAndGrid:
@@ -24,6 +26,41 @@ def embed_patches(backbone, inputs: torch.Tensor) -> TokensAndGrid:
                                  backbone.interpolate_mode,
                                  backbone.num_extra_tokens)
     return backbone.drop_after_pos(x), tuple(hw)
+
+
+def check_window_fits(network: nn.Module, image_size: Tuple[int, int],
+                      key: str) -> None:
+    """Refuse an image size (``key``) that gives a Swin teacher's stage a
+    token map smaller than its attention window, before mmpretrain's
+    assertion in the first forward would.
+
+    Without ``pad_small_map`` mmpretrain's Swin needs every stage's map to
+    be at least ``window_size`` a side; each patch merging halves it
+    (rounding up, as its padding does).
+    """
+    backbone = getattr(network, 'backbone', None)
+    if type(backbone) is not SwinTransformer:
+        return
+    stride = backbone.patch_embed.projection.stride
+    grid = [math.ceil(size / step) for size, step in zip(image_size, stride)]
+    for index, stage in enumerate(backbone.stages):
+        attention = stage.blocks[0].attn
+        window = attention.window_size
+        if not attention.pad_small_map and min(grid) < window:
+            # The smallest side whose map is still `window` in the last
+            # stage, through every rounding-up merge.
+            merges = len(backbone.stages) - 1
+            smallest = ((window - 1) * 2**merges) * max(stride) + 1
+            raise ValueError(
+                f'`{key}={tuple(image_size)!r}` gives the Swin teacher a '
+                f'{tuple(grid)} token map in stage {index + 1}, smaller '
+                f'than its window_size={window}. This teacher takes images '
+                f'of {smallest} px a side and more: set '
+                f'`model.teacher.input_size` to such a size (the teacher '
+                'then sees the images resized; the student keeps its own '
+                'size), or set `pad_small_map=True` in the teacher\'s '
+                'backbone.')
+        grid = [math.ceil(side / 2) for side in grid]
 
 
 @TEACHER_ADAPTERS.register_module()
