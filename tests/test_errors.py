@@ -134,25 +134,23 @@ def _other_heads(tmp_path):
 
 
 def _extract_other_student(tmp_path):
-    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
-                              'extract_student.py'))
+    from mmscalekd.engine.student_export import extract_student
     narrow = build_distiller(student={
         **tiny_resnet_student(),
         'backbone': dict(type='ResNet', depth=18, base_channels=8),
         'head': dict(type='LinearClsHead', num_classes=4, in_channels=64)})
     path = tmp_path / 'narrow.pth'
     torch.save(dict(state_dict=narrow.state_dict(), meta=dict()), path)
-    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+    extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
 
 
 def _extract_diverged_student(tmp_path):
-    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
-                              'extract_student.py'))
+    from mmscalekd.engine.student_export import extract_student
     state = build_distiller().state_dict()
     state['student.head.fc.weight'][0, 0] = float('inf')
     path = tmp_path / 'diverged.pth'
     torch.save(dict(state_dict=state, meta=dict()), path)
-    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+    extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
 
 
 def _vis_empty_image(tmp_path):

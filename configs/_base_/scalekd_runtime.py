@@ -10,7 +10,10 @@
 #   the run before it reaches the weights or the disk;
 # - DataCheckHook: labels the head cannot predict, unreadable images and
 #   non-finite predictions are named;
-# - TeacherValHook: the first validation also reports the teacher's accuracy.
+# - TeacherValHook: the first validation also reports the teacher's accuracy;
+# - StudentCheckpointHook: a distillation run writes the student alone beside
+#   each checkpoint (`epoch_3_student.pth`, loadable with mmpretrain and the
+#   work dir's `student_config.py`), removed with its checkpoint.
 # Importing mmscalekd also registers a checkpoint reader that loads
 # mmengine's own files with torch's weights_only=True.
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
@@ -20,6 +23,7 @@ custom_hooks = [
     dict(type='FiniteCheckHook'),
     dict(type='DataCheckHook'),
     dict(type='TeacherValHook'),
+    dict(type='StudentCheckpointHook'),
 ]
 # `None` switches the lock off.
 work_dir_lock = dict(stale_after=600, refresh_every=30)

@@ -14,6 +14,7 @@ custom_hooks = [
     dict(type='FiniteCheckHook'),
     dict(type='DataCheckHook'),
     dict(type='TeacherValHook'),
+    dict(type='StudentCheckpointHook'),
 ]
 work_dir_lock = dict(stale_after=600, refresh_every=30)
 
