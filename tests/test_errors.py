@@ -431,6 +431,36 @@ def _import_without_pkg_resources(monkeypatch):
     mmscalekd.check_dependency_versions()
 
 
+def _student_start(tmp_path, transform=lambda s: s, **options):
+    """A distiller whose student starts from the smoke student's weights,
+    edited by ``transform``, saved as the student file of a checkpoint."""
+    state = {k[len('student.'):]: v for k, v in
+             build_distiller().state_dict().items()
+             if k.startswith('student.')}
+    path = tmp_path / 'epoch_1_student.pth'
+    torch.save(dict(state_dict=transform(state), meta=dict()), path)
+    start = dict(dict(type='Pretrained', checkpoint=str(path)), **options)
+    build_distiller(student=dict(tiny_resnet_student(),
+                                 init_cfg=start)).init_weights()
+
+
+def _distillation_checkpoint_as_start(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=build_distiller().state_dict()), path)
+    build_distiller(student=dict(tiny_resnet_student(), init_cfg=dict(
+        type='Pretrained', checkpoint=str(path)))).init_weights()
+
+
+def _diverged(state):
+    state['head.fc.weight'][0, 0] = float('nan')
+    return state
+
+
+def _wider_head(state):
+    state['head.fc.weight'] = torch.zeros(7, 128)
+    return state
+
+
 # id -> (callable(tmp_path) raising, exception type, message regex)
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
@@ -793,6 +823,28 @@ CASES = {
         type='CrossAttentionProjector')), KeyError,
              r"`model\.final_stage\.type='CrossAttentionProjector'` is not "
              r"a stage: leave it out or set it to 'ScaleKDStage'"),
+    'E145': (lambda t: _student_start(t, _wider_head), CheckpointError,
+             r"`model\.student\.init_cfg\.checkpoint='.*epoch_1_student"
+             r"\.pth'` does not fit `model\.student`.*other shapes: "
+             r"\['head\.fc\.weight: file \(7, 128\), model \(4, 128\)'\]"
+             r'.*loaded strictly.*a checkpoint of this student'),
+    'E146': (lambda t: _distillation_checkpoint_as_start(t),
+             CheckpointError,
+             r"missing: \['backbone\.conv1\.weight'.*distillation "
+             r"checkpoint: add prefix='student\.'.*_student\.pth"),
+    'E147': (lambda t: _student_start(t, _diverged), CheckpointError,
+             r"`model\.student\.init_cfg\.checkpoint='.*'` holds NaN or "
+             r"Inf values in 1 tensor\(s\) \(e\.g\. \['head\.fc\.weight'\]"
+             r'.*diverged'),
+    'E148': (lambda t: _student_start(t, strict=True), ValueError,
+             r"`model\.student\.init_cfg=dict\(type='Pretrained', \.\.\.\)`"
+             r" takes `checkpoint`.*`prefix`.*it has \['strict'\]"),
+    'E149': (lambda t: build_distiller(student=dict(
+        tiny_resnet_student(), init_cfg=dict(
+            type='Pretrained', checkpoint=str(t / 'no.pth')))).init_weights(),
+             CheckpointError,
+             r"`model\.student\.init_cfg\.checkpoint='.*no\.pth'` does not "
+             r'exist'),
 }
 
 
