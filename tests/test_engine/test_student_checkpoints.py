@@ -111,6 +111,24 @@ def test_student_files_follow_the_checkpoints(tmp_path):
     torch.testing.assert_close(torch.load(work_dir / 'logits.pth'), want)
 
 
+def test_iteration_checkpoints_get_student_files_too(tmp_path):
+    work_dir = tmp_path / 'run'
+    cfg = smoke_config(work_dir, **{
+        'default_hooks.checkpoint.by_epoch': False,
+        'default_hooks.checkpoint.interval': 2,
+        'default_hooks.checkpoint.max_keep_ckpts': 1})
+    cfg.train_cfg = dict(by_epoch=False, max_iters=4, val_interval=10**6)
+    cfg.param_scheduler = None
+    build_runner(cfg).train()
+    assert _students(work_dir) == ['iter_4_student.pth']
+    student = torch.load(work_dir / 'iter_4_student.pth', weights_only=True)
+    assert student['meta']['iter'] == 4
+    for key, value in _student_weights(
+            load_checkpoint(work_dir / 'iter_4.pth')).items():
+        torch.testing.assert_close(student['state_dict'][key], value,
+                                   rtol=0, atol=0)
+
+
 def test_with_ema_the_student_file_holds_the_ema_weights(tmp_path):
     work_dir = tmp_path / 'run'
     # A momentum this large keeps the EMA far from the raw weights.
