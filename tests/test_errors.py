@@ -134,25 +134,23 @@ def _other_heads(tmp_path):
 
 
 def _extract_other_student(tmp_path):
-    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
-                              'extract_student.py'))
+    from mmscalekd.engine.student_export import extract_student
     narrow = build_distiller(student={
         **tiny_resnet_student(),
         'backbone': dict(type='ResNet', depth=18, base_channels=8),
         'head': dict(type='LinearClsHead', num_classes=4, in_channels=64)})
     path = tmp_path / 'narrow.pth'
     torch.save(dict(state_dict=narrow.state_dict(), meta=dict()), path)
-    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+    extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
 
 
 def _extract_diverged_student(tmp_path):
-    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
-                              'extract_student.py'))
+    from mmscalekd.engine.student_export import extract_student
     state = build_distiller().state_dict()
     state['student.head.fc.weight'][0, 0] = float('inf')
     path = tmp_path / 'diverged.pth'
     torch.save(dict(state_dict=state, meta=dict()), path)
-    tool.extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
+    extract_student(SMOKE_CONFIG, str(path), str(tmp_path / 'out'))
 
 
 def _vis_empty_image(tmp_path):
@@ -473,6 +471,34 @@ def _swin_at(size):
     from tests.test_config_builder.test_own_data import (feature_distiller,
                                                          swin_teacher)
     MODELS.build(feature_distiller(swin_teacher(), size, split=2))
+def _student_start(tmp_path, transform=lambda s: s, **options):
+    """A distiller whose student starts from the smoke student's weights,
+    edited by ``transform``, saved as the student file of a checkpoint."""
+    state = {k[len('student.'):]: v for k, v in
+             build_distiller().state_dict().items()
+             if k.startswith('student.')}
+    path = tmp_path / 'epoch_1_student.pth'
+    torch.save(dict(state_dict=transform(state), meta=dict()), path)
+    start = dict(dict(type='Pretrained', checkpoint=str(path)), **options)
+    build_distiller(student=dict(tiny_resnet_student(),
+                                 init_cfg=start)).init_weights()
+
+
+def _distillation_checkpoint_as_start(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=build_distiller().state_dict()), path)
+    build_distiller(student=dict(tiny_resnet_student(), init_cfg=dict(
+        type='Pretrained', checkpoint=str(path)))).init_weights()
+
+
+def _diverged(state):
+    state['head.fc.weight'][0, 0] = float('nan')
+    return state
+
+
+def _wider_head(state):
+    state['head.fc.weight'] = torch.zeros(7, 128)
+    return state
 
 
 # id -> (callable(tmp_path) raising, exception type, message regex)
@@ -887,6 +913,28 @@ CASES = {
             'base_batch_size')), ValueError,
              r'`auto_scale_lr\.base_batch_size=None`: `--auto-scale-lr`.*'
              r'set it to that number'),
+    'E145': (lambda t: _student_start(t, _wider_head), CheckpointError,
+             r"`model\.student\.init_cfg\.checkpoint='.*epoch_1_student"
+             r"\.pth'` does not fit `model\.student`.*other shapes: "
+             r"\['head\.fc\.weight: file \(7, 128\), model \(4, 128\)'\]"
+             r'.*loaded strictly.*a checkpoint of this student'),
+    'E146': (lambda t: _distillation_checkpoint_as_start(t),
+             CheckpointError,
+             r"missing: \['backbone\.conv1\.weight'.*distillation "
+             r"checkpoint: add prefix='student\.'.*_student\.pth"),
+    'E147': (lambda t: _student_start(t, _diverged), CheckpointError,
+             r"`model\.student\.init_cfg\.checkpoint='.*'` holds NaN or "
+             r"Inf values in 1 tensor\(s\) \(e\.g\. \['head\.fc\.weight'\]"
+             r'.*diverged'),
+    'E148': (lambda t: _student_start(t, strict=True), ValueError,
+             r"`model\.student\.init_cfg=dict\(type='Pretrained', \.\.\.\)`"
+             r" takes `checkpoint`.*`prefix`.*it has \['strict'\]"),
+    'E149': (lambda t: build_distiller(student=dict(
+        tiny_resnet_student(), init_cfg=dict(
+            type='Pretrained', checkpoint=str(t / 'no.pth')))).init_weights(),
+             CheckpointError,
+             r"`model\.student\.init_cfg\.checkpoint='.*no\.pth'` does not "
+             r'exist'),
 }
 
 

@@ -12,7 +12,10 @@
 #   non-finite predictions are named;
 # - TeacherValHook: the first validation also reports the teacher's accuracy;
 # - GlobalBatchHook: logs the global batch (processes x batch x accumulation),
-#   the recipe's base batch and the learning rate in use.
+#   the recipe's base batch and the learning rate in use;
+# - StudentCheckpointHook: a distillation run writes the student alone beside
+#   each checkpoint (`epoch_3_student.pth`, loadable with mmpretrain and the
+#   work dir's `student_config.py`), removed with its checkpoint.
 # Importing mmscalekd also registers a checkpoint reader that loads
 # mmengine's own files with torch's weights_only=True.
 custom_imports = dict(imports=['mmscalekd'], allow_failed_imports=False)
@@ -23,6 +26,7 @@ custom_hooks = [
     dict(type='DataCheckHook'),
     dict(type='TeacherValHook'),
     dict(type='GlobalBatchHook'),
+    dict(type='StudentCheckpointHook'),
 ]
 # `None` switches the lock off.
 work_dir_lock = dict(stale_after=600, refresh_every=30)

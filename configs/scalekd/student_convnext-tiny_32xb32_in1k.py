@@ -32,6 +32,7 @@ custom_hooks = [
     dict(type='DataCheckHook'),
     dict(type='TeacherValHook'),
     dict(type='GlobalBatchHook'),
+    dict(type='StudentCheckpointHook'),
 ]
 work_dir_lock = dict(stale_after=600, refresh_every=30)
 

@@ -99,16 +99,15 @@ def test_resume_with_other_projector_heads_is_refused(trained, tmp_path):
 def test_extract_student_refuses_another_students_checkpoint(
         trained, tmp_path):
     from mmengine.config import Config
-    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
-                              'extract_student.py'))
+    from mmscalekd.engine.student_export import extract_student
     cfg = Config.fromfile(SMOKE_CONFIG)
     cfg.model.student.backbone.depth = 34  # more blocks than the file has
     config = tmp_path / 'deeper.py'
     cfg.dump(str(config))
     with pytest.raises(CheckpointError,
                        match=r'its student\.\* weights.*missing backbone'):
-        tool.extract_student(str(config), str(trained / 'epoch_1.pth'),
-                             str(tmp_path / 'out'))
+        extract_student(str(config), str(trained / 'epoch_1.pth'),
+                        str(tmp_path / 'out'))
     assert not (tmp_path / 'out' / 'student.pth').exists()
 
 

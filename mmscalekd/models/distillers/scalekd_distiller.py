@@ -18,6 +18,7 @@ from mmscalekd.models.utils import (ModuleOutputsRecorder,
                                     student_data_preprocessor)
 
 from .fast_paths import FastPathsMixin
+from .student_start import load_student_start, split_student_start
 
 __all__ = ['ScaleKDDistiller']
 
@@ -36,7 +37,12 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
     at ``input_size``.
 
     Args:
-        student (dict): mmpretrain classifier config of the student.
+        student (dict): mmpretrain classifier config of the student. Its
+            ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (a student
+            file, ``<checkpoint>_student.pth`` or extract_student's
+            ``student.pth``, or an mmpretrain classifier checkpoint;
+            ``prefix='student.'`` for a distillation checkpoint) starts the
+            student from that file, loaded strictly into the student alone.
         teacher (dict): :func:`load_frozen_teacher` keys ``config``,
             ``checkpoint`` (None: a random teacher, with a warning) and
             optionally ``adapter``, ``mean`` / ``std`` and ``input_size``
@@ -91,10 +97,14 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
                  compile: Optional[dict] = None,
                  channels_last: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
+        student, student_start = split_student_start(student)
         super().__init__(
             data_preprocessor=student_data_preprocessor(
                 student, data_preprocessor),
             init_cfg=init_cfg)
+        #: The ``Pretrained`` entry of ``model.student.init_cfg``, loaded
+        #: strictly by :meth:`init_weights`.
+        self.student_start = student_start
         stages = {'perception': perception_stage, 'final': final_stage}
         stages = {k: dict(v) for k, v in stages.items() if v is not None}
         _check_config(stages, teacher, logit_kd)
@@ -157,6 +167,13 @@ class ScaleKDDistiller(FastPathsMixin, BaseModel):
             student_shape=tuple(features['perception'].shape[1:]),
             target_shape=split)
         self.final_stage = final_stage
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.student_start is not None:
+            # After the student's own init, so that the file has the last
+            # word; mmengine's PretrainedInit would only warn on a mismatch.
+            load_student_start(self.student, self.student_start)
 
     @property
     def stages(self) -> Dict[str, nn.Module]:
