@@ -325,18 +325,31 @@ def train_run(cfg, run: Run, work_dir: str, epochs: Optional[int] = None,
         shorten(cfg, epochs)
     if indices is not None:
         cfg.train_dataloader.dataset.indices = indices
+    # The validation after the last epoch dumps its predictions. One left
+    # by an earlier attempt may be of an earlier epoch: it goes, and when the
+    # resumed training has no epoch left, the validation runs on its own.
+    preds = {split: osp.join(run_dir, f'{split}_preds.pkl')
+             for split in ('val', 'test')}
+    if osp.exists(preds['val']):
+        os.remove(preds['val'])
+    metrics = cfg.val_evaluator
+    cfg.val_evaluator = (list(metrics) if isinstance(metrics, list) else
+                         [metrics]) + [
+                             dict(type='DumpResults',
+                                  out_file_path=preds['val'])
+                         ]
     runner = build_runner(cfg, verbose)
     run_method(runner, cfg, 'train')
+    if not osp.isfile(preds['val']):
+        run_method(runner, cfg, 'val')
+    runner.test_evaluator.metrics.append(
+        DumpResults(out_file_path=preds['test']))
+    run_method(runner, cfg, 'test')
     result = dict(name=run.name, method=run.method, label=run.label,
                   seed=run.seed, setting=run.setting)
-    for split, evaluator in (('val', 'val_evaluator'),
-                             ('test', 'test_evaluator')):
-        preds = osp.join(run_dir, f'{split}_preds.pkl')
-        getattr(runner, evaluator).metrics.append(
-            DumpResults(out_file_path=preds))
-        run_method(runner, cfg, split)
-        result[f'{split}_preds'] = preds
-        result[f'{split}_accuracy'] = accuracy(load_predictions(preds).correct)
+    for split, path in preds.items():
+        result[f'{split}_preds'] = path
+        result[f'{split}_accuracy'] = accuracy(load_predictions(path).correct)
     result['seconds'] = time.time() - start
     _write_json(osp.join(run_dir, RESULT), result)
     return result
