@@ -866,7 +866,8 @@ CASES = {
              r"alone\.py is not a ScaleKD distillation config: `model\.type`"
              r" must be 'ScaleKDDistiller' with a `model\.perception_stage`"),
     'E137': (lambda t: _sweep_tool(t, '--collect'), FileNotFoundError,
-             r'8 of the 8 runs have no result\.json in .*work yet '
+             r'8 of the 8 runs have no result\.json in .*work for these '
+             r'arguments yet '
              r'\(alone_seed0, .*\): wait for their jobs, or rerun the '
              r'sweep without --collect'),
     'E138': (lambda t: _sweep_tool(t, '--run', 'alone_seed7'), KeyError,

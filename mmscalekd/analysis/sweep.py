@@ -7,7 +7,8 @@ of settings, times seeds, on a shortened schedule and a subset of the
 training images. Each run lives in its own folder of the work dir and is
 finished once its ``result.json`` is written, so a sweep that is stopped and
 started again with the same arguments trains only what is unfinished (an
-unfinished run resumes from its newest checkpoint).
+unfinished run resumes from its newest checkpoint). A run trained with other
+arguments (its config's hash differs) counts as unfinished and starts anew.
 
 Settings are chosen on the config's validation split; the verdict is given
 on its test split, which must be other data (:func:`check_held_out`).
@@ -15,9 +16,11 @@ on its test split, which must be other data (:func:`check_held_out`).
 the report.
 """
 import copy
+import hashlib
 import json
 import os
 import os.path as osp
+import shutil
 import time
 from dataclasses import dataclass, field
 from itertools import product
@@ -26,8 +29,9 @@ from typing import Dict, List, Optional, Sequence, Union
 __all__ = [
     'GRID_KEYS', 'PRESETS', 'Run', 'check_distillation_config',
     'check_grid_fits', 'check_held_out', 'check_seeds',
-    'parse_grid', 'plan_runs', 'preset_grid', 'run_config', 'train_run',
-    'read_result', 'unfinished', 'run_sweep'
+    'fingerprint', 'parse_grid', 'plan_runs', 'prepared_config',
+    'preset_grid', 'run_config', 'train_run', 'read_result', 'unfinished',
+    'run_sweep'
 ]
 
 # Grid key -> where it goes: a key of every stage's `loss` or `projector`,
@@ -246,11 +250,11 @@ def run_config(cfg, run: Run):
 
 
 def shorten(cfg, epochs: int) -> None:
-    """Train for ``epochs`` with the same schedule shape; validation only at
-    the end (:func:`train_run` runs it)."""
+    """Train for ``epochs`` with the same schedule shape and no validation
+    (:func:`train_run` evaluates the end)."""
     original = cfg.train_cfg.max_epochs
     cfg.train_cfg.max_epochs = epochs
-    cfg.train_cfg.val_interval = epochs + 1
+    cfg.train_cfg.val_begin = epochs + 1
     for scheduler in cfg.get('param_scheduler') or []:
         for key in ('begin', 'end'):
             if key in scheduler:
@@ -284,10 +288,49 @@ def subset_indices(cfg, subset: Union[int, float]) -> Optional[List[int]]:
 RESULT = 'result.json'
 
 
-def read_result(run_dir: str) -> Optional[dict]:
-    """The final metrics of a finished run, or None."""
+def prepared_config(cfg, run: Run, work_dir: str,
+                    epochs: Optional[int] = None,
+                    indices: Optional[List[int]] = None):
+    """The config one run trains with: the run's model and seed, its own
+    work dir (auto-resumed), the sweep's schedule and training images."""
+    cfg = run_config(cfg, run)
+    cfg.work_dir = osp.join(work_dir, run.name)
+    cfg.experiment_name = run.name
+    cfg.resume = True  # auto-resume: a requeued or re-run sweep continues
+    cfg.load_from = None
+    if epochs is not None:
+        shorten(cfg, epochs)
+    if indices is not None:
+        cfg.train_dataloader.dataset.indices = indices
+    return cfg
+
+
+def fingerprint(cfg) -> str:
+    """What a run's files were trained with: a hash of its whole config."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+ARGUMENTS = 'sweep_config.sha256'
+
+
+def _read(path: str) -> Optional[str]:
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()
+
+
+def read_result(run_dir: str,
+                expected: Optional[str] = None) -> Optional[dict]:
+    """The final metrics of a finished run, or None; with ``expected`` (a
+    :func:`fingerprint`), None as well when the run was trained with
+    another config (other weights, epochs, images or options)."""
     path = osp.join(run_dir, RESULT)
     if not osp.isfile(path):
+        return None
+    if expected is not None and \
+            _read(osp.join(run_dir, ARGUMENTS)) != expected:
         return None
     with open(path) as f:
         return json.load(f)
@@ -308,43 +351,37 @@ def train_run(cfg, run: Run, work_dir: str, epochs: Optional[int] = None,
     """Train one run, evaluate it on the validation and the test split
     (``val_preds.pkl``, ``test_preds.pkl``) and write its ``result.json``.
     An earlier, unfinished attempt in the same folder is resumed."""
-    from mmengine.evaluator import DumpResults
+    from mmengine.runner import TestLoop
 
     from mmscalekd.analysis.statistics import accuracy, load_predictions
     from mmscalekd.engine import run as run_method
     from mmscalekd.utils.command_line import build_runner
 
     start = time.time()
-    run_dir = osp.join(work_dir, run.name)
-    cfg = run_config(cfg, run)
-    cfg.work_dir = run_dir
-    cfg.experiment_name = run.name
-    cfg.resume = True  # auto-resume: a requeued or re-run sweep continues
-    cfg.load_from = None
-    if epochs is not None:
-        shorten(cfg, epochs)
-    if indices is not None:
-        cfg.train_dataloader.dataset.indices = indices
-    # The validation after the last epoch dumps its predictions. One left
-    # by an earlier attempt may be of an earlier epoch: it goes, and when the
-    # resumed training has no epoch left, the validation runs on its own.
-    preds = {split: osp.join(run_dir, f'{split}_preds.pkl')
-             for split in ('val', 'test')}
-    if osp.exists(preds['val']):
-        os.remove(preds['val'])
-    metrics = cfg.val_evaluator
-    cfg.val_evaluator = (list(metrics) if isinstance(metrics, list) else
-                         [metrics]) + [
-                             dict(type='DumpResults',
-                                  out_file_path=preds['val'])
-                         ]
+    cfg = prepared_config(cfg, run, work_dir, epochs, indices)
+    run_dir = cfg.work_dir
+    # Files of the same run trained with another config (another --epochs,
+    # --subset, grid value or option) are not resumed from: they go.
+    expected = fingerprint(cfg)
+    if osp.isdir(run_dir) and _read(osp.join(run_dir, ARGUMENTS)) != expected:
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(osp.join(run_dir, ARGUMENTS), 'w') as f:
+        f.write(expected + '\n')
     runner = build_runner(cfg, verbose)
     run_method(runner, cfg, 'train')
-    if not osp.isfile(preds['val']):
-        run_method(runner, cfg, 'val')
-    runner.test_evaluator.metrics.append(
-        DumpResults(out_file_path=preds['test']))
-    run_method(runner, cfg, 'test')
+    # Evaluated in loops of their own, not by the validation of training:
+    # there TeacherValHook evaluates the teacher with a copy of the
+    # metrics, and a copied DumpResults would write the teacher's
+    # predictions over the student's.
+    preds = {}
+    for split in ('val', 'test'):
+        preds[split] = osp.join(run_dir, f'{split}_preds.pkl')
+        metrics = cfg[f'{split}_evaluator']
+        metrics = list(metrics) if isinstance(metrics, list) else [metrics]
+        TestLoop(runner, cfg[f'{split}_dataloader'], metrics + [
+            dict(type='DumpResults', out_file_path=preds[split])
+        ]).run()
     result = dict(name=run.name, method=run.method, label=run.label,
                   seed=run.seed, setting=run.setting)
     for split, path in preds.items():
@@ -355,9 +392,16 @@ def train_run(cfg, run: Run, work_dir: str, epochs: Optional[int] = None,
     return result
 
 
-def unfinished(runs: Sequence[Run], work_dir: str) -> List[Run]:
-    """The runs without final metrics."""
-    return [r for r in runs if read_result(osp.join(work_dir, r.name)) is None]
+def unfinished(cfg, runs: Sequence[Run], work_dir: str,
+               epochs: Optional[int] = None,
+               indices: Optional[List[int]] = None) -> List[Run]:
+    """The runs without final metrics of this sweep's config."""
+    return [
+        r for r in runs if read_result(
+            osp.join(work_dir, r.name),
+            fingerprint(prepared_config(cfg, r, work_dir, epochs, indices)))
+        is None
+    ]
 
 
 def _minutes(seconds: float) -> str:
@@ -371,7 +415,7 @@ def run_sweep(cfg, runs: Sequence[Run], work_dir: str,
     """Train every unfinished run, one after another, with one progress line
     per run (the ETA is the mean duration of the runs trained so far times
     the runs left). Returns the results of all runs, in order."""
-    todo = unfinished(runs, work_dir)
+    todo = unfinished(cfg, runs, work_dir, epochs, indices)
     done = len(runs) - len(todo)
     if done:
         print_fn(f'[sweep] {done} of {len(runs)} runs already finished in '

@@ -124,7 +124,8 @@ def plot_sweep(report: dict, alpha: float, path: str) -> None:
 
 
 def _nested(options: Dict[str, object]) -> dict:
-    """``{'model.teacher.checkpoint': x}`` -> ``{'model': {'teacher': ...}}``."""
+    """``{'model.teacher.checkpoint': x}`` -> nested dicts
+    ``{'model': {'teacher': {'checkpoint': x}}}``."""
     nested = {}
     for key, value in options.items():
         *parents, last = key.split('.')

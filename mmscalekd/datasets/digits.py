@@ -71,7 +71,8 @@ def prepare_digits(out_dir: str,
     The split is stratified by class (``train_test_split(stratify=...)``) and
     fixed by ``seed``. With ``test_fraction > 0`` a held-out ``test`` split
     is taken out of each class first, and ``val_fraction`` of the rest goes
-    to ``val``: a split to report on that no setting was chosen on. The output is deterministic: the same arguments give
+    to ``val``: a split to report on that no setting was chosen on. The
+    output is deterministic: the same arguments give
     byte-identical files. An existing ``out_dir`` from an earlier run is
     replaced as a whole (no stale files); any other non-empty folder is
     refused rather than deleted.

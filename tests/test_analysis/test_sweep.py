@@ -1,6 +1,7 @@
 """The sweep: runs derived from a ScaleKD config, a resumable local sweep on
 the digits with its report, and the slurm array script."""
 import contextlib
+import glob
 import io
 import json
 import os
@@ -125,6 +126,19 @@ def test_report_of_the_digits_sweep(digits_sweep):
         if methods[s]['beats_alone'] and methods[s]['beats_logit_kd']
     ]
     expected = 'beat both' if report['beats_both'] else 'no ScaleKD setting'
+    # the files hold the student's predictions (not the teacher's): their
+    # accuracy is the one the run logged for the student
+    for row in methods.values():
+        for run in row['runs']:
+            with open(osp.join(work_dir, run, 'result.json')) as f:
+                result = json.load(f)
+            (log, ) = glob.glob(osp.join(work_dir, run, '*', '*.log'))
+            with open(log) as f:
+                logged = re.findall(
+                    r'Epoch\((?:val|test)\) .*?\] +accuracy/top1: ([\d.]+)',
+                    f.read())
+            assert [float(v) for v in logged[-2:]] == pytest.approx(
+                [result['val_accuracy'], result['test_accuracy']], abs=1e-3)
     assert expected in report['summary']
     assert len(report['chosen_verdicts']) == 2
     with open(osp.join(work_dir, 'sweep.md')) as f:
@@ -170,6 +184,13 @@ def test_rerun_trains_only_the_unfinished_runs(digits_sweep):
                      r'frequency_weight=0.03 seed 1', output)
     assert osp.isfile(osp.join(work_dir, lost, 'result.json'))
     assert os.stat(kept).st_mtime_ns == before
+    # a run trained with other arguments is not one of this sweep's
+    cfg = Config.fromfile(argv[0])
+    runs = sweep.plan_runs(sweep.parse_grid(GRID), [0, 1])
+    indices = sweep.subset_indices(cfg, 64)
+    assert sweep.unfinished(cfg, runs, work_dir, 1, indices) == []
+    assert sweep.unfinished(cfg, runs, work_dir, 2, indices) == runs
+    assert sweep.unfinished(cfg, runs, work_dir, 1, indices[:-1]) == runs
 
 
 @pytest.mark.slow

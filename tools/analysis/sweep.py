@@ -179,12 +179,14 @@ def main(argv=None):
               + ' '.join(map(shlex.quote, [sys.executable, osp.abspath(
                   __file__), *kept, '--collect'])))
         return
+    indices = sweep.subset_indices(cfg, args.subset)
     if args.collect:
-        left = sweep.unfinished(runs, work_dir)
+        left = sweep.unfinished(cfg, runs, work_dir, args.epochs, indices)
         if left:
             raise FileNotFoundError(
                 f'{len(left)} of the {len(runs)} runs have no result.json in '
-                f'{work_dir} yet ({", ".join(r.name for r in left)}): wait '
+                f'{work_dir} for these arguments yet '
+                f'({", ".join(r.name for r in left)}): wait '
                 'for their jobs, or rerun the sweep without --collect to '
                 'train them.')
         results = [sweep.read_result(osp.join(work_dir, r.name))
@@ -194,8 +196,7 @@ def main(argv=None):
               f'{len(args.seeds)} seeds x (student alone, logit KD, '
               f'{len(runs) // len(args.seeds) - 2} ScaleKD settings)',
               flush=True)
-        results = sweep.run_sweep(cfg, runs, work_dir, args.epochs,
-                                  sweep.subset_indices(cfg, args.subset),
+        results = sweep.run_sweep(cfg, runs, work_dir, args.epochs, indices,
                                   args.verbose)
     report = write_sweep_report(results, args.config, cfg, args.cfg_options,
                                 work_dir, args.alpha)
