@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import torch
-
+from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-from mmscalekd.analysis import PredictionFileError
+from mmscalekd.analysis import PredictionFileError, sweep
 from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
 from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
@@ -499,6 +499,45 @@ def _diverged(state):
 def _wider_head(state):
     state['head.fc.weight'] = torch.zeros(7, 128)
     return state
+QUICKSTART_SCALEKD = osp.join(REPO_ROOT, 'configs', 'quickstart',
+                               'mixer-tiny_digits_scalekd.py')
+
+
+def _quickstart_scalekd(**changes):
+    from mmengine.config import Config
+    cfg = Config.fromfile(QUICKSTART_SCALEKD)
+    cfg.merge_from_dict(changes)
+    return cfg
+
+
+def _held_out_sweep_config(tmp_path):
+    """The quick-start ScaleKD config on digits with a test split."""
+    from mmscalekd.datasets.digits import prepare_digits
+    root = str(tmp_path / 'digits')
+    prepare_digits(root, test_fraction=0.2)
+    config = tmp_path / 'held_out.py'
+    config.write_text(
+        f'_base_ = [{QUICKSTART_SCALEKD!r}]\n'
+        f'train_dataloader = dict(dataset=dict(data_root={root!r}, '
+        f"classes={root + '/meta/classes.txt'!r}))\n"
+        "test_dataloader = dict(dataset=dict(ann_file='meta/test.txt'))\n")
+    return str(config)
+
+
+def _sweep_tool(tmp_path, *options):
+    """tools/analysis/sweep.py on a held-out config (nothing is trained
+    before the checks)."""
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'analysis', 'sweep.py'))
+    tool.main([_held_out_sweep_config(tmp_path), '--grid',
+               'spatial_weight=0.04,0.08', '--work-dir',
+               str(tmp_path / 'work'), *options])
+
+
+def _sweep_subset(tmp_path, subset):
+    from mmengine.config import Config
+
+    from mmscalekd.analysis.sweep import subset_indices
+    subset_indices(Config.fromfile(_held_out_sweep_config(tmp_path)), subset)
 
 
 # id -> (callable(tmp_path) raising, exception type, message regex)
@@ -935,6 +974,46 @@ CASES = {
              CheckpointError,
              r"`model\.student\.init_cfg\.checkpoint='.*no\.pth'` does not "
              r'exist'),
+    'E130': (lambda t: sweep.parse_grid(['spatial_wieght=0.04']), KeyError,
+             r"`--grid spatial_wieght=0\.04`: unknown grid key "
+             r"'spatial_wieght'; the keys are spatial_weight, "
+             r'frequency_weight, softmax_scale, tau, alpha'),
+    'E131': (lambda t: sweep.parse_grid(['tau=']), ValueError,
+             r'`--grid tau=` gives tau no values: list them after the `=`, '
+             r'comma-separated \(`--grid tau=0\.04,0\.08`\)'),
+    'E132': (lambda t: sweep.parse_grid(['alpha=0.5,high']), ValueError,
+             r'`--grid alpha=0\.5,high`: the values of alpha must be '
+             r'numbers'),
+    'E133': (lambda t: sweep.check_seeds([0]), ValueError,
+             r'`--seeds 0` gives one seed; .* needs at least two '
+             r'\(`--seeds 0 1`\)'),
+    'E134': (lambda t: sweep.check_held_out(_quickstart_scalekd()),
+             ValueError,
+             r'`test_dataloader\.dataset` is the same data as '
+             r'`val_dataloader\.dataset`.*'
+             r'`test_dataloader\.dataset\.ann_file`.*'
+             r'prepare_digits\.py --test-fraction 0\.2'),
+    'E135': (lambda t: sweep.check_grid_fits(
+        _quickstart_scalekd(**{'model.logit_kd': None}),
+        dict(tau=[1.0, 2.0])), ValueError,
+             r'The grid sets tau, keys of `model\.logit_kd`, but this '
+             r'config has `model\.logit_kd=None`'),
+    'E136': (lambda t: sweep.check_distillation_config(
+        Config(dict(model=_quickstart_scalekd().model.student.to_dict())),
+        'alone.py'), ValueError,
+             r"alone\.py is not a ScaleKD distillation config: `model\.type`"
+             r" must be 'ScaleKDDistiller' with a `model\.perception_stage`"),
+    'E137': (lambda t: _sweep_tool(t, '--collect'), FileNotFoundError,
+             r'8 of the 8 runs have no result\.json in .*work for these '
+             r'arguments yet '
+             r'\(alone_seed0, .*\): wait for their jobs, or rerun the '
+             r'sweep without --collect'),
+    'E138': (lambda t: _sweep_tool(t, '--run', 'alone_seed7'), KeyError,
+             r'`--run alone_seed7` is not a run of this sweep; its runs: '
+             r'alone_seed0, logit_kd_seed0'),
+    'E139': (lambda t: _sweep_subset(t, 5000), ValueError,
+             r'`--subset 5000` gives 5000 of the 1005 training images; '
+             r'give a number in 1\.\.1005 or a fraction in \(0, 1\)'),
 }
 
 

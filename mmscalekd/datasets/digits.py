@@ -9,6 +9,7 @@ same file-reading pipeline as ImageNet, with nothing downloaded::
     out_dir/
         images/0/0000.png ... images/9/1796.png   one folder per class
         meta/train.txt, meta/val.txt              "images-relative path label"
+        meta/test.txt                             only with test_fraction > 0
         meta/classes.txt                          one class name a line
 
 The PNGs are 8-bit single-channel (grey) 8x8 images, the source values
@@ -63,11 +64,15 @@ def _write_lines(path: str, lines: list) -> None:
 
 def prepare_digits(out_dir: str,
                    val_fraction: float = 0.3,
-                   seed: int = 0) -> Dict[str, object]:
+                   seed: int = 0,
+                   test_fraction: float = 0) -> Dict[str, object]:
     """Write the scikit-learn digits as a ``CustomDataset`` under ``out_dir``.
 
     The split is stratified by class (``train_test_split(stratify=...)``) and
-    fixed by ``seed``. The output is deterministic: the same arguments give
+    fixed by ``seed``. With ``test_fraction > 0`` a held-out ``test`` split
+    is taken out of each class first, and ``val_fraction`` of the rest goes
+    to ``val``: a split to report on that no setting was chosen on. The
+    output is deterministic: the same arguments give
     byte-identical files. An existing ``out_dir`` from an earlier run is
     replaced as a whole (no stale files); any other non-empty folder is
     refused rather than deleted.
@@ -77,10 +82,14 @@ def prepare_digits(out_dir: str,
         val_fraction (float): share of each class that goes to ``val``.
             Defaults to 0.3.
         seed (int): seed of the split. Defaults to 0.
+        test_fraction (float): share of each class that goes to ``test``;
+            0 writes no test split (the files are those of earlier
+            versions). Defaults to 0.
 
     Returns:
-        dict: ``total``, ``train`` and ``val`` image counts and
-        ``per_class`` (class name -> count over both splits).
+        dict: ``total``, ``train`` and ``val`` image counts (and ``test``
+        with ``test_fraction > 0``) and ``per_class`` (class name -> count
+        over all splits).
     """
     from PIL import Image
     try:
@@ -95,6 +104,9 @@ def prepare_digits(out_dir: str,
     if not 0 < val_fraction < 1:
         raise ValueError(f'`val_fraction={val_fraction}` must be strictly '
                          'between 0 and 1.')
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f'`test_fraction={test_fraction}` must be in [0, 1) '
+                         '(0: no test split).')
     out_dir = osp.abspath(out_dir)
     if osp.exists(out_dir) and not (osp.isdir(out_dir)
                                     and _is_previous_output(out_dir)):
@@ -107,8 +119,15 @@ def prepare_digits(out_dir: str,
     images, labels = digits.images, digits.target
     classes = [str(name) for name in digits.target_names]
     indices = np.arange(len(labels))
+    splits = {}
+    if test_fraction > 0:
+        indices, splits['test'] = train_test_split(
+            indices, test_size=test_fraction, stratify=labels,
+            random_state=seed)
     train, val = train_test_split(
-        indices, test_size=val_fraction, stratify=labels, random_state=seed)
+        indices, test_size=val_fraction, stratify=labels[indices],
+        random_state=seed)
+    splits = dict(train=train, val=val, **splits)
 
     # Write next to out_dir, then swap it in, so that an interrupted run
     # never leaves a half-written dataset behind.
@@ -124,7 +143,7 @@ def prepare_digits(out_dir: str,
             Image.fromarray(_to_uint8(image)).save(path)  # grey, 'L'
         os.makedirs(osp.join(staging, 'meta'))
         _write_lines(osp.join(staging, 'meta', 'classes.txt'), classes)
-        for split, members in (('train', train), ('val', val)):
+        for split, members in splits.items():
             _write_lines(
                 osp.join(staging, 'meta', f'{split}.txt'), [
                     _NAME.format(label=classes[labels[i]], index=i) +
@@ -142,6 +161,5 @@ def prepare_digits(out_dir: str,
     per_class = np.bincount(labels, minlength=len(classes))
     return dict(
         total=int(len(labels)),
-        train=int(len(train)),
-        val=int(len(val)),
+        **{split: int(len(members)) for split, members in splits.items()},
         per_class={name: int(n) for name, n in zip(classes, per_class)})

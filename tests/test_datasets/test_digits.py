@@ -126,3 +126,22 @@ def test_mmpretrain_custom_dataset_round_trip(digits_root):
         label = int(sample['data_samples'].gt_label)
         assert label == DIGITS.target[index]
         assert inputs.float().std() > 0  # a real image, not blank
+
+
+def test_held_out_split_is_opt_in(digits_root, tmp_path):
+    root, counts = digits_root
+    assert 'test' not in counts
+    assert not osp.exists(osp.join(root, 'meta', 'test.txt'))
+    held_out = str(tmp_path / 'held_out')
+    counts = prepare_digits(held_out, test_fraction=0.2)
+    assert (counts['train'], counts['val'], counts['test']) == (1005, 432, 360)
+    splits = {split: read_ann(held_out, split)
+              for split in ('train', 'val', 'test')}
+    paths = [path for lines in splits.values() for path, _ in lines]
+    # disjoint and complete: every image in exactly one of the three
+    assert sorted(paths) == all_files(osp.join(held_out, 'images'))
+    test = Counter(int(label) for _, label in splits['test'])
+    for k in range(10):
+        assert abs(test[k] - 0.2 * PER_CLASS[k]) <= 1, (k, test[k])
+    with pytest.raises(ValueError, match=r'`test_fraction=1` must be in'):
+        prepare_digits(held_out, test_fraction=1)

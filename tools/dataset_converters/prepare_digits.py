@@ -15,6 +15,12 @@ def parse_args(argv=None):
         type=float,
         default=0.3,
         help='share of each class in the validation split')
+    parser.add_argument(
+        '--test-fraction',
+        type=float,
+        default=0,
+        help='share of each class in a held-out test split '
+        '(meta/test.txt); 0, the default, writes none')
     parser.add_argument('--seed', type=int, default=0, help='split seed')
     parser.add_argument('--verbose', action='store_true',
                         help='print the traceback of an error')
@@ -27,9 +33,11 @@ def main(argv=None):
     from mmscalekd.datasets.digits import prepare_digits
     from mmscalekd.utils.command_line import report_errors
     report_errors(verbose=args.verbose)
-    counts = prepare_digits(args.out, args.val_fraction, args.seed)
+    counts = prepare_digits(args.out, args.val_fraction, args.seed,
+                            args.test_fraction)
+    test = f', {counts["test"]} test' if 'test' in counts else ''
     print(f'Wrote {counts["total"]} images to {args.out}: '
-          f'{counts["train"]} train, {counts["val"]} val.')
+          f'{counts["train"]} train, {counts["val"]} val{test}.')
 
 
 if __name__ == '__main__':
