@@ -218,8 +218,14 @@ def inspect_teacher(config, input_size: int,
         raise BuilderError(
             str(error).replace('`model.perception_stage.teacher_split=',
                                '`--teacher-split ')) from None
-    with torch.no_grad():
-        out = adapter(torch.zeros(1, 3, input_size, input_size))
+    try:
+        with torch.no_grad():
+            out = adapter(torch.zeros(1, 3, input_size, input_size))
+    except (AssertionError, RuntimeError, ValueError) as error:
+        raise BuilderError(
+            f'`--input-size {input_size}`: the {adapter.family} teacher does '
+            f'not run at {input_size} px ({error}); choose the size it was '
+            'built for (224 for the ImageNet configs).') from None
     split_shape = (out.split_tokens.shape[-1], *out.split_size)
     return TeacherInfo(adapter.family, unit, count, split, split_shape,
                        tuple(out.final_feature.shape[1:]),

@@ -85,15 +85,23 @@ def write_configs(out_dir: str, name: str, recipe_reference: str,
         student=osp.join(out_dir, f'student_{name}.py'),
         scalekd=osp.join(out_dir, f'scalekd_{name}.py'),
         logit_kd=osp.join(out_dir, f'logit-kd_{name}.py'))
-    bases = [recipe_reference]
-    if not _has_runtime(recipe):
+    bases, runtime = [recipe_reference], {}
+    if recipe.get('custom_hooks') and not _has_runtime(recipe):
+        # mmengine refuses a key two bases set: the runtime's values follow
+        # the recipe's hooks (e.g. EMA), as in the shipped ConvNeXt config.
+        shipped = Config.fromfile(runtime_config())
+        runtime = dict(custom_imports=shipped.custom_imports,
+                       custom_hooks=list(recipe.custom_hooks) +
+                       list(shipped.custom_hooks),
+                       work_dir_lock=shipped.work_dir_lock)
+    elif not _has_runtime(recipe):
         bases.append(osp.relpath(runtime_config(), osp.abspath(out_dir)))
     student_text = _header(
         ['The student trained alone with the recipe of its ScaleKD config',
          '(written by tools/misc/scalekd_config.py).']) + \
-        _python(dict(_base_=bases, **({'model': student_override}
-                                      if student_override else {}),
-                     **data))
+        _python(dict(_base_=bases, **runtime,
+                     **({'model': student_override}
+                        if student_override else {}), **data))
     stage_keys = dict(perception_stage=stages[0], final_stage=stages[1]) \
         if stages else dict(perception_stage=None, final_stage=None)
     model = dict(_delete_=True, type='ScaleKDDistiller', student=_STUDENT,
