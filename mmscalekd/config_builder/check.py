@@ -98,7 +98,7 @@ def _shapes_and_cost(distiller, inputs: torch.Tensor) -> List[str]:
         lines.append(
             f'  {name}: student map {tuple(feature.shape)}, {query} -> '
             f'teacher tokens; {parameters / 1e6:.2f} M parameters, '
-            f'{macs / inputs.shape[0] / 1e9:.3f} G multiply-adds per image '
+            f'{macs / inputs.shape[0] / 1e6:.1f} M multiply-adds per image '
             '(forward)')
     return lines
 

@@ -94,12 +94,6 @@ def student_taps(info: StudentInfo, input_size: int) -> Choice:
     resolutions."""
     candidates = info.candidates
     sizes = [shape[1:] for _, shape, _ in candidates]
-    if not candidates:
-        raise BuilderError(
-            f'`--student`: the {info.family} backbone has no stages or '
-            'blocks this builder can tap (no `res_layers`, `stages`, '
-            '`layers` or timm `feature_info` giving maps or tokens); name '
-            'two modules with `--student-taps PERCEPTION,FINAL`.')
     if len(set(sizes)) == 1:
         depth = len(candidates)
         if depth < 2:
@@ -115,7 +109,11 @@ def student_taps(info: StudentInfo, input_size: int) -> Choice:
             '(6, 8)')
     resolutions = sorted(set(sizes), key=lambda hw: hw[0] * hw[1])
     if len(resolutions) < 2:
-        raise BuilderError('`--student`: no two resolutions to tap.')
+        raise BuilderError(
+            f'`--student`: the stages of the {info.family} backbone give '
+            f'{len(resolutions)} resolution(s) at {input_size} px, and the '
+            'rule taps the last stage of the two coarsest; name two modules '
+            'with `--student-taps PERCEPTION,FINAL`.')
     chosen = []
     for hw in resolutions[1::-1]:
         chosen.append([name for (name, shape, _) in candidates
@@ -163,7 +161,10 @@ def choose(teacher_reference, teacher: TeacherInfo, student_model: dict,
             Choice(teacher.split, 'set by --teacher-split')
             if 'teacher_split' in overrides else
             teacher_split(teacher.unit, teacher.num_units)),
-        student_taps=student_taps(student, input_size))
+        student_taps=(
+            Choice(tuple(overrides['student_taps']), 'set by --student-taps')
+            if 'student_taps' in overrides else
+            student_taps(student, input_size)))
     widths = (teacher.split_shape[0], teacher.final_shape[0])
     if released:
         choices['num_heads'] = Choice(released['num_heads'], where)
@@ -227,7 +228,7 @@ def _logit_choices(key, teacher: TeacherInfo, student: StudentInfo,
 
 
 _OVERRIDE_FLAGS = dict(
-    student_taps='--student-taps', num_heads='--num-heads',
+    num_heads='--num-heads',
     self_query='--self-query', softmax_scale='--softmax-scale',
     spatial_weights='--spatial-weights',
     frequency_weights='--frequency-weights', tau='--tau', alpha='--alpha')
@@ -244,8 +245,8 @@ def _apply_overrides(choices: Dict[str, Choice], overrides: dict,
                 f'{choices["logit_kd"].reason}; leave `{flag}` out.')
         choices[key] = Choice(overrides[key], f'set by {flag}')
     names = [name for name, _, _ in student.candidates]
-    for tap in choices['student_taps'].value:
-        if 'student_taps' in overrides and tap not in names:
+    for tap in overrides.get('student_taps', ()):
+        if tap not in names:
             raise BuilderError(
                 f'`--student-taps`: {tap!r} is no stage or block of the '
                 f'{student.family} student; choose two of {names}.')

@@ -273,6 +273,15 @@ def inspect_student(model: dict, input_size: int) -> StudentInfo:
                                         StudentFeatureReader)
     student = _network(model)
     names = _candidate_names(student)
+    backbone = student.backbone
+    family = getattr(backbone, 'model_name', type(backbone).__name__)
+    if not names:
+        raise BuilderError(
+            f'`--student`: the {family} backbone has no stages or blocks to '
+            'tap (no `res_layers`, `stages` or `layers`, no timm '
+            '`feature_info`); ScaleKD taps two of them. Choose a student '
+            'with stages or blocks (a ResNet, ConvNeXt, ViT, Mixer or timm '
+            'model).')
     recorder = ModuleOutputsRecorder({name: name for name in names})
     images = torch.zeros(1, 3, input_size, input_size)
     with torch.no_grad(), recorder.record(student) as outputs:
@@ -287,8 +296,6 @@ def inspect_student(model: dict, input_size: int) -> StudentInfo:
             continue  # not a map or tokens: no tap
         tokens = isinstance(output, torch.Tensor) and output.dim() == 3
         candidates.append((name, tuple(feature.shape[1:]), tokens))
-    backbone = student.backbone
-    family = getattr(backbone, 'model_name', type(backbone).__name__)
     return StudentInfo(family, candidates, logits.shape[-1],
                        sum(p.numel() for p in student.parameters()))
 
