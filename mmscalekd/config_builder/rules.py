@@ -1,5 +1,5 @@
 """The pair builder's choices, by the rules the released configs follow
-(docs/method.md, section 8). Every choice comes with its reason."""
+(docs/method.md, section 5.1). Every choice comes with its reason."""
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -174,7 +174,8 @@ def choose(teacher_reference, teacher: TeacherInfo, student_model: dict,
     else:
         choices['num_heads'] = Choice(
             tuple(_heads_rule(c) for c in widths),
-            f'{_DEFAULT_HEADS} heads (9 of the 13 released pairs), fewer '
+            f'{_DEFAULT_HEADS} heads (the perception stage\'s in 9 of the 13 '
+            f'released pairs, both stages\' in 7), fewer '
             f'where {_DEFAULT_HEADS} does not divide the teacher width '
             f'{widths}')
         choices['self_query'] = Choice(
