@@ -90,6 +90,9 @@ def plan_pair(teacher: str,
         recipe_source = resolve_source(recipe, '--recipe',
                                        timm_allowed=False)
     recipe_cfg = load_source_config(recipe_source)
+    if num_classes is not None and recipe_cfg.get('data_preprocessor'):
+        # Batch augments (Mixup, CutMix) one-hot the labels with it.
+        data.setdefault('data_preprocessor', dict(num_classes=num_classes))
     merged_student = student_model(student_source, recipe_cfg, input_size,
                                    num_classes)
     if student_source == recipe_source:

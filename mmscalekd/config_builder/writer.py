@@ -75,11 +75,13 @@ def _header(lines: List[str]) -> str:
 def write_configs(out_dir: str, name: str, recipe_reference: str,
                   recipe: Config, student_override: dict, data: dict,
                   teacher: dict, stages: Optional[tuple], logit_kd,
-                  baseline_logit_kd, input_size: int, summary: List[str]) -> Dict[str, str]:
+                  baseline_logit_kd, input_size: int,
+                  summary: List[str]) -> Dict[str, str]:
     """Write ``student_<name>.py``, ``scalekd_<name>.py`` and (with
-    ``baseline_logit_kd``) ``logit-kd_<name>.py`` into ``out_dir``; returns their paths by
-    kind. ``_base_`` paths are relative to ``out_dir`` (the runtime) or
-    absolute (the recipe file), so the configs load from anywhere."""
+    ``baseline_logit_kd``) ``logit-kd_<name>.py`` into ``out_dir``;
+    returns their paths by kind. ``_base_`` paths are relative to
+    ``out_dir`` (the runtime) or absolute (the recipe file), so the configs
+    load from anywhere."""
     os.makedirs(out_dir, exist_ok=True)
     paths = dict(
         student=osp.join(out_dir, f'student_{name}.py'),
