@@ -3,7 +3,7 @@ baselines (the student alone, logit distillation), after checking the pair
 on CPU.
 
 Every setting is chosen by the rules the released configs follow
-(docs/method.md, section 8) and printed with its reason; a flag overrides
+(docs/method.md, section 5.1) and printed with its reason; a flag overrides
 each. Written into ``--out-dir``: ``student_<name>.py`` (the recipe and the
 runtime), ``scalekd_<name>.py`` and ``logit-kd_<name>.py`` (both inherit
 the student config; the latter only where teacher and student predict the
