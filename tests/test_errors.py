@@ -431,6 +431,40 @@ def _statistics_without(monkeypatch, package):
                            'statistics.py'))
 
 
+# The pair builder on the quick start's pair (a 4-block ViT teacher of 64
+# channels, a 4-block Mixer student, 16 px).
+DIGITS_TEACHER = osp.join(REPO_ROOT, 'configs', 'quickstart',
+                          'vit-tiny_digits_teacher.py')
+DIGITS_STUDENT = osp.join(REPO_ROOT, 'configs', 'quickstart',
+                          'mixer-tiny_digits_alone.py')
+
+
+def _plan(**kwargs):
+    from mmscalekd.config_builder import plan_pair
+    return plan_pair(**dict(dict(teacher=DIGITS_TEACHER,
+                                 student=DIGITS_STUDENT, input_size=16),
+                            **kwargs))
+
+
+def _config_file(tmp_path, name, **values):
+    from mmengine.config import Config
+    path = str(tmp_path / name)
+    Config(values).dump(path)
+    return path
+
+
+def _lenet_student(tmp_path):
+    return _config_file(tmp_path, 'lenet.py', model=dict(
+        type='ImageClassifier', backbone=dict(type='LeNet5'), neck=None,
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=84)))
+
+
+def _data_without_loader(tmp_path):
+    from mmscalekd.config_builder import data_settings
+    return data_settings(_config_file(tmp_path, 'data.py',
+                                      val_evaluator=dict(type='Accuracy')))
+
+
 def _digits_without_sklearn(tmp_path, monkeypatch):
     from mmscalekd.datasets.digits import prepare_digits
     _not_installed(monkeypatch, 'sklearn')
@@ -1014,6 +1048,48 @@ CASES = {
     'E139': (lambda t: _sweep_subset(t, 5000), ValueError,
              r'`--subset 5000` gives 5000 of the 1005 training images; '
              r'give a number in 1\.\.1005 or a fraction in \(0, 1\)'),
+    'E108': (lambda t: _plan(teacher='swin-large'), ValueError,
+             r"`--teacher swin-large` is no file, no `mmpretrain::` config "
+             r"and no `timm/` model; give an mmpretrain config"),
+    'E109': (lambda t: _plan(student='timm/resnet-18'), ValueError,
+             r"`--student timm/resnet-18`: timm has no model 'resnet-18'; "
+             r"use one of `timm\.list_models\(\)`"),
+    'E110': (lambda t: _plan(teacher='mmpretrain::swin/swin-large.py'),
+             ValueError, r"`--teacher mmpretrain::swin/swin-large\.py`: "
+             r"mmpretrain has no such config .*relative to mmpretrain's "
+             r"configs/"),
+    'E111': (lambda t: _plan(student='timm/resnet18'), ValueError,
+             r"`--student timm/resnet18` is a timm model, which brings no "
+             r"training recipe; give one with `--recipe`"),
+    'E112': (lambda t: _plan(student=_lenet_student(t)), ValueError,
+             r"`--student`: the LeNet5 backbone has no stages or blocks to "
+             r"tap .*Choose a student with stages or blocks"),
+    'E113': (lambda t: _plan(overrides=dict(
+        student_taps=('backbone.layers.1', 'backbone.layers.9'))),
+             ValueError, r"`--student-taps`: 'backbone\.layers\.9' is no "
+             r"stage or block of the MlpMixer student; choose two of "
+             r"\['backbone\.layers\.0'"),
+    'E114': (lambda t: _plan(overrides=dict(num_heads=(3, 8))), ValueError,
+             r"`--num-heads`: 3 heads for the perception stage do not "
+             r"divide the teacher width 64 there; choose one of "
+             r"\[1, 2, 4, 8, 16, 32, 64\]"),
+    'E115': (lambda t: _plan(num_classes=5, overrides=dict(tau=2.0)),
+             ValueError, r"`--tau` sets logit distillation, which is off: "
+             r"the teacher predicts 10 classes and the student 5.*leave "
+             r"`--tau` out"),
+    'E116': (lambda t: _plan(overrides=dict(teacher_split=3)), ValueError,
+             r"`--teacher-split 3` is out of range for a VisionTransformer "
+             r"teacher with 4 blocks.*\[0, 2\]"),
+    'E117': (lambda t: _plan(teacher=_config_file(
+        t, 'swin.py', model=tiny_swin_teacher())), ValueError,
+             r"`--input-size 16`: the SwinTransformer teacher does not run "
+             r"at 16 px .*choose the size it was built for"),
+    'E118': (lambda t: _data_without_loader(t), ValueError,
+             r"`--data .*data\.py` has no `train_dataloader`; the file must "
+             r"give the dataloaders"),
+    'E119': (lambda t: _plan(overrides=dict(alpha=1.5)), ValueError,
+             r"`--alpha 1\.5` must lie in \(0, 1\], the weight of the "
+             r"logit loss"),
 }
 
 
