@@ -971,81 +971,81 @@ CASES = {
              r'\(4, 4\) token map in stage 3, smaller than its '
              r'window_size=7.*193 px.*model\.teacher\.input_size.*'
              'pad_small_map=True'),
-    'E140': (lambda t: _train_with(t, '--accumulate', '0'), ValueError,
+    'E138': (lambda t: _train_with(t, '--accumulate', '0'), ValueError,
              r'`optim_wrapper\.accumulative_counts=0` \(set by '
              r'`--accumulate` or the config\) must be an integer >= 1'),
-    'E141': (lambda t: _train_with(
+    'E139': (lambda t: _train_with(
         t, '--accumulate', '2',
         change=lambda c: c.optim_wrapper.update(
             type='DeepSpeedOptimWrapper')), ValueError,
              r"`optim_wrapper\.type='DeepSpeedOptimWrapper'` cannot "
              r'accumulate gradients: only .*OptimWrapper.*Drop the '
              r'accumulation'),
-    'E142': (lambda t: _train_with(
+    'E140': (lambda t: _train_with(
         t, '--auto-scale-lr', change=lambda c: c.auto_scale_lr.pop(
             'base_batch_size')), ValueError,
              r'`auto_scale_lr\.base_batch_size=None`: `--auto-scale-lr`.*'
              r'set it to that number'),
-    'E145': (lambda t: _student_start(t, _wider_head), CheckpointError,
+    'E141': (lambda t: _student_start(t, _wider_head), CheckpointError,
              r"`model\.student\.init_cfg\.checkpoint='.*epoch_1_student"
              r"\.pth'` does not fit `model\.student`.*other shapes: "
              r"\['head\.fc\.weight: file \(7, 128\), model \(4, 128\)'\]"
              r'.*loaded strictly.*a checkpoint of this student'),
-    'E146': (lambda t: _distillation_checkpoint_as_start(t),
+    'E142': (lambda t: _distillation_checkpoint_as_start(t),
              CheckpointError,
              r"missing: \['backbone\.conv1\.weight'.*distillation "
              r"checkpoint: add prefix='student\.'.*_student\.pth"),
-    'E147': (lambda t: _student_start(t, _diverged), CheckpointError,
+    'E143': (lambda t: _student_start(t, _diverged), CheckpointError,
              r"`model\.student\.init_cfg\.checkpoint='.*'` holds NaN or "
              r"Inf values in 1 tensor\(s\) \(e\.g\. \['head\.fc\.weight'\]"
              r'.*diverged'),
-    'E148': (lambda t: _student_start(t, strict=True), ValueError,
+    'E144': (lambda t: _student_start(t, strict=True), ValueError,
              r"`model\.student\.init_cfg=dict\(type='Pretrained', \.\.\.\)`"
              r" takes `checkpoint`.*`prefix`.*it has \['strict'\]"),
-    'E149': (lambda t: build_distiller(student=dict(
+    'E145': (lambda t: build_distiller(student=dict(
         tiny_resnet_student(), init_cfg=dict(
             type='Pretrained', checkpoint=str(t / 'no.pth')))).init_weights(),
              CheckpointError,
              r"`model\.student\.init_cfg\.checkpoint='.*no\.pth'` does not "
              r'exist'),
-    'E130': (lambda t: sweep.parse_grid(['spatial_wieght=0.04']), KeyError,
+    'E128': (lambda t: sweep.parse_grid(['spatial_wieght=0.04']), KeyError,
              r"`--grid spatial_wieght=0\.04`: unknown grid key "
              r"'spatial_wieght'; the keys are spatial_weight, "
              r'frequency_weight, softmax_scale, tau, alpha'),
-    'E131': (lambda t: sweep.parse_grid(['tau=']), ValueError,
+    'E129': (lambda t: sweep.parse_grid(['tau=']), ValueError,
              r'`--grid tau=` gives tau no values: list them after the `=`, '
              r'comma-separated \(`--grid tau=0\.04,0\.08`\)'),
-    'E132': (lambda t: sweep.parse_grid(['alpha=0.5,high']), ValueError,
+    'E130': (lambda t: sweep.parse_grid(['alpha=0.5,high']), ValueError,
              r'`--grid alpha=0\.5,high`: the values of alpha must be '
              r'numbers'),
-    'E133': (lambda t: sweep.check_seeds([0]), ValueError,
+    'E131': (lambda t: sweep.check_seeds([0]), ValueError,
              r'`--seeds 0` gives one seed; .* needs at least two '
              r'\(`--seeds 0 1`\)'),
-    'E134': (lambda t: sweep.check_held_out(_quickstart_scalekd()),
+    'E132': (lambda t: sweep.check_held_out(_quickstart_scalekd()),
              ValueError,
              r'`test_dataloader\.dataset` is the same data as '
              r'`val_dataloader\.dataset`.*'
              r'`test_dataloader\.dataset\.ann_file`.*'
              r'prepare_digits\.py --test-fraction 0\.2'),
-    'E135': (lambda t: sweep.check_grid_fits(
+    'E133': (lambda t: sweep.check_grid_fits(
         _quickstart_scalekd(**{'model.logit_kd': None}),
         dict(tau=[1.0, 2.0])), ValueError,
              r'The grid sets tau, keys of `model\.logit_kd`, but this '
              r'config has `model\.logit_kd=None`'),
-    'E136': (lambda t: sweep.check_distillation_config(
+    'E134': (lambda t: sweep.check_distillation_config(
         Config(dict(model=_quickstart_scalekd().model.student.to_dict())),
         'alone.py'), ValueError,
              r"alone\.py is not a ScaleKD distillation config: `model\.type`"
              r" must be 'ScaleKDDistiller' with a `model\.perception_stage`"),
-    'E137': (lambda t: _sweep_tool(t, '--collect'), FileNotFoundError,
+    'E135': (lambda t: _sweep_tool(t, '--collect'), FileNotFoundError,
              r'8 of the 8 runs have no result\.json in .*work for these '
              r'arguments yet '
              r'\(alone_seed0, .*\): wait for their jobs, or rerun the '
              r'sweep without --collect'),
-    'E138': (lambda t: _sweep_tool(t, '--run', 'alone_seed7'), KeyError,
+    'E136': (lambda t: _sweep_tool(t, '--run', 'alone_seed7'), KeyError,
              r'`--run alone_seed7` is not a run of this sweep; its runs: '
              r'alone_seed0, logit_kd_seed0'),
-    'E139': (lambda t: _sweep_subset(t, 5000), ValueError,
+    'E137': (lambda t: _sweep_subset(t, 5000), ValueError,
              r'`--subset 5000` gives 5000 of the 1005 training images; '
              r'give a number in 1\.\.1005 or a fraction in \(0, 1\)'),
     'E108': (lambda t: _plan(teacher='swin-large'), ValueError,
