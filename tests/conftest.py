@@ -147,9 +147,9 @@ def run_command(cmd, check=True, **kwargs):
                                     os.environ.get('PYTHONPATH', '')]),
         PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
         PYTHON=sys.executable)
+    kwargs.setdefault('cwd', REPO_ROOT)
     result = subprocess.run(
-        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        **kwargs)
+        cmd, env=env, capture_output=True, text=True, **kwargs)
     if check:
         assert result.returncode == 0, (
             result.stdout[-3000:] + result.stderr[-5000:])

@@ -575,6 +575,20 @@ def _sweep_subset(tmp_path, subset):
 
 
 # id -> (callable(tmp_path) raising, exception type, message regex)
+
+def _scalekd_config(tmp_path, *options):
+    """tools/misc/scalekd_config.py with a tiny image folder at hand."""
+    from tests.test_config_builder.test_own_data import write_image_folder
+    root = write_image_folder(tmp_path / 'images')
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'misc',
+                              'scalekd_config.py'))
+    tool.main(['--teacher', 'mmpretrain::vision_transformer/'
+               'vit-base-p16_32xb128-mae_in1k.py', '--student',
+               'mmpretrain::resnet/resnet18_8xb32_in1k.py', '--out-dir',
+               str(tmp_path / 'own'), '--no-check',
+               *[root if o == 'ROOT' else o for o in options]])
+
+
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
         CAP, student_channels=1024))), KeyError,
@@ -1090,6 +1104,16 @@ CASES = {
     'E119': (lambda t: _plan(overrides=dict(alpha=1.5)), ValueError,
              r"`--alpha 1\.5` must lie in \(0, 1\], the weight of the "
              r"logit loss"),
+    'E146': (lambda t: _scalekd_config(t, '--finetune-teacher', 'head'),
+             ValueError, r'`--finetune-teacher` fine-tunes the teacher on an '
+             r'image folder: give the folder with `--data-root`'),
+    'E147': (lambda t: _scalekd_config(
+        t, '--data-root', 'ROOT', '--data', 'data.py'), ValueError,
+             r'`--data` and `--data-root` both give the data: keep one'),
+    'E148': (lambda t: _scalekd_config(
+        t, '--data-root', 'ROOT', '--finetune-teacher', 'full'), ValueError,
+             r"`--finetune-teacher` starts from the teacher's weights: give "
+             r'them with `--teacher-checkpoint`'),
 }
 
 

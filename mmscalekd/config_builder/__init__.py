@@ -7,11 +7,12 @@ from .rules import Choice, choose, describe, stage_settings
 from .sources import (BuilderError, inspect_student, inspect_teacher,
                       load_source_config, resolve_source, student_model,
                       teacher_model)
-from .writer import data_settings, runtime_config, write_configs
+from .writer import (data_settings, folder_settings, runtime_config,
+                     write_configs)
 
 __all__ = [
     'BuilderError', 'Choice', 'PairPlan', 'plan_pair', 'write_pair',
-    'data_settings', 'runtime_config', 'resolve_source'
+    'data_settings', 'folder_settings', 'runtime_config', 'resolve_source'
 ]
 
 
@@ -53,7 +54,8 @@ def plan_pair(teacher: str,
               input_size: int = 224,
               feature_only: bool = False,
               name: Optional[str] = None,
-              overrides: Optional[dict] = None) -> PairPlan:
+              overrides: Optional[dict] = None,
+              student_checkpoint: Optional[str] = None) -> PairPlan:
     """Choose every setting of the pair's ScaleKD config.
 
     Args:
@@ -72,6 +74,9 @@ def plan_pair(teacher: str,
         feature_only (bool): no logit distillation (``--feature-only``).
         name (str, optional): the file stem (``--name``).
         overrides (dict, optional): see :func:`rules.choose`.
+        student_checkpoint (str, optional): weights the student starts from
+            (``--student-checkpoint``): ``model.init_cfg`` of the student
+            config, which the distiller loads strictly.
     """
     data = dict(data or {})
     if num_classes is None:
@@ -100,6 +105,10 @@ def plan_pair(teacher: str,
             head=dict(num_classes=num_classes))
     else:
         override = dict(merged_student, _delete_=True)
+    if student_checkpoint is not None:
+        start = dict(type='Pretrained', checkpoint=student_checkpoint)
+        merged_student['init_cfg'] = start
+        override['init_cfg'] = start
     teacher_config = teacher_model(teacher_source, input_size)
     overrides = dict(overrides or {})
     teacher_info = inspect_teacher(teacher_config, input_size,

@@ -9,16 +9,19 @@ from mmengine.config import Config
 
 import mmscalekd
 
-__all__ = ['runtime_config', 'data_settings', 'write_configs']
+__all__ = [
+    'runtime_config', 'data_settings', 'folder_settings', 'write_configs'
+]
 
 _STUDENT = '__student_model__'
 
 
 def runtime_config() -> str:
-    """configs/_base_/scalekd_runtime.py of this installation (the
-    package's .mim copy) or checkout."""
+    """configs/_base_/scalekd_runtime.py of this checkout or, installed,
+    of the package's .mim copy (in a checkout that copy dates from the last
+    install, so the checkout's own comes first)."""
     package = osp.dirname(osp.abspath(mmscalekd.__file__))
-    for root in (osp.join(package, '.mim'), osp.dirname(package)):
+    for root in (osp.dirname(package), osp.join(package, '.mim')):
         path = osp.join(root, 'configs', '_base_', 'scalekd_runtime.py')
         if osp.isfile(path):
             return path
@@ -58,6 +61,17 @@ def data_settings(data: Optional[str] = None,
     return settings
 
 
+def folder_settings(folder: dict) -> dict:
+    """The data part of the student config for an image folder
+    (:func:`own_data.image_folder_data`'s values, ``--data-root``): its
+    loaders and evaluators replace the recipe's (none of the recipe's
+    dataset keys survive), its ``num_classes`` sets the student's."""
+    return {
+        key: dict(value, _delete_=True) if isinstance(value, dict) else value
+        for key, value in folder.items()
+    }
+
+
 def _has_runtime(recipe: Config) -> bool:
     hooks = recipe.get('custom_hooks') or []
     return any(isinstance(h, dict) and h.get('type') == 'WorkDirHook'
@@ -83,6 +97,13 @@ def write_configs(out_dir: str, name: str, recipe_reference: str,
     ``out_dir`` (the runtime) or absolute (the recipe file), so the configs
     load from anywhere."""
     os.makedirs(out_dir, exist_ok=True)
+    # `_delete_` replaces a recipe's value; where the recipe has none,
+    # mmengine would keep the key and hand it on (to the DataLoader).
+    data = {
+        key: {k: v for k, v in value.items() if k != '_delete_'}
+        if isinstance(value, dict) and key not in recipe else value
+        for key, value in data.items()
+    }
     paths = dict(
         student=osp.join(out_dir, f'student_{name}.py'),
         scalekd=osp.join(out_dir, f'scalekd_{name}.py'),

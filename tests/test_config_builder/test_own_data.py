@@ -369,30 +369,17 @@ def test_smallest_swin_size_named_in_the_message_works():
 MMPRETRAIN_TRAIN = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools',
                             'train.py')
 
-# The tiny teacher and student at 32 px: ViT patches of 8 (4 x 4 tokens),
+# The tiny teacher and student at 32 px as the builder takes them: config
+# files (the student's with its recipe). ViT patches of 8 (4 x 4 tokens),
 # ResNet stage 3 at 2 x 2, stage 4 at 1 x 1.
-_DISTILLATION = '''_base_ = [
-    'mmpretrain::_base_/default_runtime.py',
-    {runtime!r},
-]
-model = dict(
-    type='ScaleKDDistiller',
-    student={student!r},
-    teacher=dict(config={teacher_config!r}, checkpoint={teacher!r}),
-    perception_stage=dict(
-        student_tap='backbone.layer3', teacher_split=1,
-        projector=dict(type='CrossAttentionProjector', num_heads=2),
-        loss=dict(type='DualViewFeatureLoss')),
-    final_stage=dict(
-        student_tap='backbone.layer4',
-        projector=dict(type='CrossAttentionProjector', num_heads=4,
-                       self_query=False),
-        loss=dict(type='DualViewFeatureLoss')),
-    logit_kd=dict(type='LogitKDLoss', tau=1.0, alpha=0.5),
-    input_size=32)
+_TEACHER = '''model = {model!r}
+'''
+_STUDENT = '''_base_ = ['mmpretrain::_base_/default_runtime.py']
+model = {model!r}
 data_preprocessor = dict(num_classes=3, mean=[123.675, 116.28, 103.53],
                          std=[58.395, 57.12, 57.375], to_rgb=True)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
+param_scheduler = []
 train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
@@ -411,20 +398,6 @@ inferencer = ImageClassificationInferencer(config, pretrained=weights,
 print(json.dumps([dict(scores=len(r['pred_scores']), label=r['pred_label'])
                   for r in inferencer(images)]))
 '''
-
-
-def distillation_config(path, data, teacher_config, teacher):
-    """A ScaleKD config file distilling the tiny student from ``teacher``."""
-    text = _DISTILLATION.format(
-        runtime=osp.join(REPO_ROOT, 'configs', '_base_',
-                         'scalekd_runtime.py'),
-        student=student(data['num_classes']), teacher_config=teacher_config,
-        teacher=teacher)
-    text += ''.join(f'{key} = {data[key]!r}\n' for key in (
-        'train_dataloader', 'val_dataloader', 'val_evaluator',
-        'test_dataloader', 'test_evaluator'))
-    path.write_text(text)
-    return str(path)
 
 
 @pytest.mark.slow
@@ -451,27 +424,38 @@ def test_own_images_from_teacher_finetune_to_standalone_student(
     alone."""
     path, _ = teacher_file
     root = write_image_folder(tmp_path / 'images', per_class=8)
-    data = image_folder_data(root, input_size=32, batch_size=8,
-                             num_workers=0)
-    finetune = str(tmp_path / 'teacher-finetune_vit_resnet.py')
-    Config(teacher_finetune_config(vit_teacher(10, 32, 8), path, data,
-                                   epochs=2)).dump(finetune)
-    train = osp.join(REPO_ROOT, 'tools', 'train.py')
-    run_command([sys.executable, train, finetune, '--work-dir',
-                 str(tmp_path / 'teacher')])
-    teacher = str(tmp_path / 'teacher' / 'epoch_2.pth')
+    teacher = tmp_path / 'vit.py'
+    teacher.write_text(_TEACHER.format(model=vit_teacher(10, 32, 8)))
+    resnet = tmp_path / 'resnet.py'
+    resnet.write_text(_STUDENT.format(model=student(3)))
+    tools = osp.join(REPO_ROOT, 'tools')
+    run_command([
+        sys.executable, osp.join(tools, 'misc', 'scalekd_config.py'),
+        '--teacher', str(teacher), '--teacher-checkpoint', path,
+        '--student', str(resnet), '--data-root', root, '--input-size',
+        '32', '--batch-size', '8', '--finetune-teacher', 'head',
+        '--finetune-epochs', '2', '--out-dir', 'own'], cwd=str(tmp_path))
+    own = tmp_path / 'own'
+    scalekd = Config.fromfile(str(own / 'scalekd_vit_resnet.py'))
+    # the distillation takes the fine-tuned teacher, with the user's classes
+    assert scalekd.model.teacher == dict(
+        config=str(own / 'teacher-finetune_vit_resnet.py'),
+        checkpoint='work_dirs/teacher-finetune_vit_resnet/epoch_2.pth')
+    assert scalekd.model.logit_kd.type == 'LogitKDLoss'
+    assert scalekd.train_dataloader.dataset.data_root == root
 
-    scalekd = distillation_config(tmp_path / 'scalekd_vit_resnet.py', data,
-                                  finetune, teacher)
-    run_command([sys.executable, train, scalekd, '--work-dir',
-                 str(tmp_path / 'student')])
+    train = osp.join(tools, 'train.py')
+    run_command([sys.executable, train,
+                 'own/teacher-finetune_vit_resnet.py'], cwd=str(tmp_path))
+    run_command([sys.executable, train, 'own/scalekd_vit_resnet.py'],
+                cwd=str(tmp_path))
+    student_run = tmp_path / 'work_dirs' / 'scalekd_vit_resnet'
     run_command([
         sys.executable,
-        osp.join(REPO_ROOT, 'tools', 'model_converters',
-                 'extract_student.py'), scalekd,
-        str(tmp_path / 'student' / 'epoch_1.pth'),
+        osp.join(tools, 'model_converters', 'extract_student.py'),
+        'own/scalekd_vit_resnet.py', str(student_run / 'epoch_1.pth'),
         str(tmp_path / 'extracted')
-    ])
+    ], cwd=str(tmp_path))
 
     images = sorted(glob.glob(osp.join(root, 'val', '*', '*.png')))
     result = subprocess.run(

@@ -50,5 +50,31 @@ def test_recipe_with_its_own_hooks_keeps_them_before_the_runtime(tmp_path):
         tmp_path, recipe='mmpretrain::convnext/convnext-tiny_32xb128_in1k.py',
         num_classes=10)
     hooks = [h['type'] for h in Config.fromfile(paths['student']).custom_hooks]
-    assert hooks == ['EMAHook', 'WorkDirHook', 'CheckpointCheckHook',
-                     'FiniteCheckHook', 'DataCheckHook', 'TeacherValHook']
+    runtime = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs', '_base_', 'scalekd_runtime.py'))
+    assert hooks == ['EMAHook'] + [h['type'] for h in runtime.custom_hooks]
+
+
+def test_student_checkpoint_is_the_students_strict_start(tmp_path):
+    _, paths = _write(tmp_path, student_checkpoint='student.pth')
+    start = dict(type='Pretrained', checkpoint='student.pth')
+    assert Config.fromfile(paths['student']).model.init_cfg == start
+    # the distiller's student is the student config's model: it loads the
+    # start itself, strictly, into the student alone
+    assert Config.fromfile(paths['scalekd']).model.student.init_cfg == start
+
+
+def test_image_folder_replaces_the_recipes_loaders(tmp_path):
+    from mmscalekd.config_builder import folder_settings
+    from mmscalekd.config_builder.own_data import image_folder_data
+    from tests.test_config_builder.test_own_data import write_image_folder
+    root = write_image_folder(tmp_path / 'images')
+    folder = image_folder_data(root, input_size=16, batch_size=4)
+    plan, paths = _write(tmp_path, data=folder_settings(folder))
+    student = Config.fromfile(paths['student'])
+    assert student.model.head.num_classes == 3
+    assert student.train_dataloader.dataset == dict(
+        folder['train_dataloader']['dataset'])
+    assert student.train_dataloader.batch_size == 4
+    assert 'the teacher predicts 10 classes and the student 3' in \
+        plan.choices['logit_kd'].reason
