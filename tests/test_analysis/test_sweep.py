@@ -215,3 +215,8 @@ def test_slurm_array_script_lists_every_run(digits_sweep, tmp_path):
     os.remove(osp.join(work_dir, 'sweep.md'))
     _main(argv + ['--collect'])
     assert osp.isfile(osp.join(work_dir, 'sweep.md'))
+
+
+def test_the_tools_preset_names_are_the_librarys():
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'analysis', 'sweep.py'))
+    assert tool.PRESET_NAMES == tuple(sorted(sweep.PRESETS))

@@ -21,9 +21,12 @@ def subset_value(text: str):
     return value if '.' in text or 'e' in text.lower() else int(value)
 
 
+# mmscalekd.analysis.sweep.PRESETS by name (tested to agree), so that
+# `--help` imports no model code.
+PRESET_NAMES = ('attention', 'kd', 'weights')
+
+
 def parse_args(argv=None):
-    from_presets = '; '.join(
-        f'{name}: {preset["help"]}' for name, preset in _presets().items())
     parser = argparse.ArgumentParser(
         description='Sweep ScaleKD settings against the student alone and '
         'logit KD; choose on val, give the verdict on test',
@@ -37,8 +40,11 @@ def parse_args(argv=None):
         '(every stage\'s loss), softmax_scale (every stage\'s projector), '
         'tau, alpha (model.logit_kd). Settings are the product of the lists')
     parser.add_argument(
-        '--preset', choices=sorted(_presets()),
-        help=f'a named grid ({from_presets}); --grid keys override its own')
+        '--preset', choices=PRESET_NAMES,
+        help='a named grid of factors on the config\'s own values: weights '
+        '(spatial and frequency loss weights at 0.5x, 1x, 2x), kd (tau and '
+        'alpha), attention (projector softmax scale); sweep.md lists each '
+        'run\'s values; --grid keys override its own')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1],
                         help='training seeds of every run (default: 0 1)')
     parser.add_argument('--epochs', type=int,
@@ -78,12 +84,6 @@ def parse_args(argv=None):
     args.raw_cfg_options = list(args.cfg_options or [])
     from mmscalekd.utils.command_line import dict_options
     return dict_options(args, 'cfg_options')
-
-
-def _presets():
-    # the presets' help without importing torch
-    from mmscalekd.analysis.sweep import PRESETS
-    return PRESETS
 
 
 def slurm_script(args, config, runs, grid, work_dir) -> str:

@@ -122,9 +122,13 @@ class StudentCheckpointHook(Hook):
         target = new_best.pop() if new_best else hook.last_ckpt
         if target is None:
             return
+        state = checkpoint['state_dict']
+        if state and all(k.startswith('module.') for k in state):
+            # FlexibleRunner's DDPStrategy saves the wrapper's keys
+            state = {k[len('module.'):]: v for k, v in state.items()}
         student = student_checkpoint(
             runner.cfg.model.student.to_dict(),
-            student_state_dict(checkpoint['state_dict']),
+            student_state_dict(state),
             checkpoint.get('meta'), target)
         # Serialised now: the checkpoint's tensors may be the model's own.
         buffer = io.BytesIO()
