@@ -332,16 +332,19 @@ def _unwrap_state_dict(checkpoint, path: str, key: str) -> dict:
         f'`{key}={path!r}` is not a state dict (name -> tensor).')
 
 
-def strip_ddp_prefix(state_dict: dict, source: str) -> dict:
+def strip_ddp_prefix(state_dict: dict, source: Optional[str]) -> dict:
     """Remove the ``module.`` that DDP puts before every key, if it did.
 
-    A prefix on some keys only is the model's own naming and is kept.
+    A prefix on some keys only is the model's own naming and is kept. The
+    removal is logged, naming ``source``, unless ``source`` is None (a
+    run's own saves, e.g. FlexibleRunner's DDPStrategy, every checkpoint).
     """
     if not state_dict or not all(k.startswith('module.') for k in state_dict):
         return state_dict
-    print_log(
-        f'{source}: every key starts with "module." (saved from a '
-        'DDP-wrapped model); the prefix is removed.', logger='current')
+    if source is not None:
+        print_log(
+            f'{source}: every key starts with "module." (saved from a '
+            'DDP-wrapped model); the prefix is removed.', logger='current')
     return {k[len('module.'):]: v for k, v in state_dict.items()}
 
 

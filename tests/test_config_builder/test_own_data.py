@@ -395,8 +395,10 @@ from mmpretrain.apis import ImageClassificationInferencer
 config, weights, images = sys.argv[1], sys.argv[2], sys.argv[3:]
 inferencer = ImageClassificationInferencer(config, pretrained=weights,
                                            device='cpu')
-print(json.dumps([dict(scores=len(r['pred_scores']), label=r['pred_label'])
-                  for r in inferencer(images)]))
+results = inferencer(images)
+# on a line of its own: the progress bar may end without a newline
+print('\\n' + json.dumps([dict(scores=len(r['pred_scores']),
+                              label=r['pred_label']) for r in results]))
 '''
 
 

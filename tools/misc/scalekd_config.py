@@ -152,10 +152,12 @@ def _data_and_teacher(args):
     source = resolve_source(args.teacher, '--teacher')
     if source.kind == 'timm':
         teacher = teacher_model(source, args.input_size)
-    elif 'optim_wrapper' in load_source_config(source):
-        teacher = source.reference  # fine-tuned with its own recipe
-    else:  # a model alone: mmpretrain's default runtime and AdamW
-        teacher = load_source_config(source).model.to_dict()
+    else:
+        teacher_cfg = load_source_config(source)
+        # a recipe: fine-tuned with it; a model alone: with mmpretrain's
+        # default runtime and AdamW
+        teacher = source.reference if 'optim_wrapper' in teacher_cfg \
+            else teacher_cfg.model.to_dict()
     finetune = teacher_finetune_config(
         teacher, args.teacher_checkpoint, folder, args.finetune_teacher,
         args.finetune_epochs)

@@ -13,6 +13,7 @@ from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from mmscalekd.models.distillers import ScaleKDDistiller
+from mmscalekd.utils.checkpoint import strip_ddp_prefix
 from ..atomic_backend import AtomicLocalBackend
 from ..student_export import (config_header, student_checkpoint,
                               student_config, student_state_dict)
@@ -122,13 +123,11 @@ class StudentCheckpointHook(Hook):
         target = new_best.pop() if new_best else hook.last_ckpt
         if target is None:
             return
-        state = checkpoint['state_dict']
-        if state and all(k.startswith('module.') for k in state):
-            # FlexibleRunner's DDPStrategy saves the wrapper's keys
-            state = {k[len('module.'):]: v for k, v in state.items()}
+        # FlexibleRunner's DDPStrategy saves the wrapper's `module.` keys
         student = student_checkpoint(
             runner.cfg.model.student.to_dict(),
-            student_state_dict(state),
+            student_state_dict(strip_ddp_prefix(checkpoint['state_dict'],
+                                                None)),
             checkpoint.get('meta'), target)
         # Serialised now: the checkpoint's tensors may be the model's own.
         buffer = io.BytesIO()
