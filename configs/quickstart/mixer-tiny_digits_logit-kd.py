@@ -1,6 +1,5 @@
-# Quick-start student with logit distillation only from the quick-start
-# teacher (tools/quickstart.py points `model.teacher.checkpoint` at the
-# teacher it trained). Same student and recipe as the baseline.
+# The digits pair's student with logit distillation only from its teacher
+# (`model.teacher.checkpoint`: the teacher's trained weights). Same student and recipe as the baseline.
 _base_ = ['./_base_/digits_recipe.py', './_base_/digits_models.py']
 model = dict(
     type='ScaleKDDistiller',

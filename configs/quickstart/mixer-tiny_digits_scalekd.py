@@ -1,4 +1,4 @@
-# Quick-start student with ScaleKD from the quick-start teacher: the released
+# The digits pair's student with ScaleKD from its teacher: the released
 # recipe's structure and weights (section 5 of docs/method.md) at toy size.
 # Same student and recipe as the baseline and the logit-KD student.
 _base_ = ['./_base_/digits_recipe.py', './_base_/digits_models.py']

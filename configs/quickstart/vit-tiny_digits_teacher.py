@@ -1,4 +1,5 @@
-# Quick-start teacher: a small plain ViT trained from scratch on the digits.
+# The digits pair's teacher: a small plain ViT trained from scratch on the
+# digits.
 # Same data and optimizer as the students; a longer schedule, since a ViT
 # without pre-training needs more epochs than a CNN to fit.
 _base_ = ['./_base_/digits_recipe.py', './_base_/digits_models.py']

@@ -30,8 +30,8 @@ __all__ = [
     'GRID_KEYS', 'PRESETS', 'Run', 'check_distillation_config',
     'check_grid_fits', 'check_held_out', 'check_seeds',
     'fingerprint', 'parse_grid', 'plan_runs', 'prepared_config',
-    'preset_grid', 'run_config', 'train_run', 'read_result', 'unfinished',
-    'run_sweep'
+    'preset_grid', 'run_config', 'train_run', 'train_and_test',
+    'read_result', 'unfinished', 'run_sweep'
 ]
 
 # Grid key -> where it goes: a key of every stage's `loss` or `projector`,
@@ -349,16 +349,31 @@ def train_run(cfg, run: Run, work_dir: str, epochs: Optional[int] = None,
               indices: Optional[List[int]] = None,
               verbose: bool = False) -> dict:
     """Train one run, evaluate it on the validation and the test split
-    (``val_preds.pkl``, ``test_preds.pkl``) and write its ``result.json``.
-    An earlier, unfinished attempt in the same folder is resumed."""
+    and write its ``result.json`` (:func:`train_and_test`). An earlier,
+    unfinished attempt in the same folder is resumed."""
+    start = time.time()
+    cfg = prepared_config(cfg, run, work_dir, epochs, indices)
+    result = dict(name=run.name, method=run.method, label=run.label,
+                  seed=run.seed, setting=run.setting)
+    return train_and_test(cfg, result, verbose, start)
+
+
+def train_and_test(cfg, result: dict, verbose: bool = False,
+                   start: Optional[float] = None) -> dict:
+    """Train ``cfg`` in its ``work_dir``, evaluate it on the validation and
+    the test split (``val_preds.pkl``, ``test_preds.pkl``) and write
+    ``result`` with the accuracies and the time as its ``result.json``.
+
+    An earlier, unfinished attempt with the same config is resumed
+    (``cfg.resume`` is set); the files of one with another config go."""
     from mmengine.runner import TestLoop
 
     from mmscalekd.analysis.statistics import accuracy, load_predictions
     from mmscalekd.engine import run as run_method
     from mmscalekd.utils.command_line import build_runner
 
-    start = time.time()
-    cfg = prepared_config(cfg, run, work_dir, epochs, indices)
+    start = time.time() if start is None else start
+    cfg.resume = True
     run_dir = cfg.work_dir
     # Files of the same run trained with another config (another --epochs,
     # --subset, grid value or option) are not resumed from: they go.
@@ -382,11 +397,12 @@ def train_run(cfg, run: Run, work_dir: str, epochs: Optional[int] = None,
         TestLoop(runner, cfg[f'{split}_dataloader'], metrics + [
             dict(type='DumpResults', out_file_path=preds[split])
         ]).run()
-    result = dict(name=run.name, method=run.method, label=run.label,
-                  seed=run.seed, setting=run.setting)
+    result = dict(result)
     for split, path in preds.items():
         result[f'{split}_preds'] = path
         result[f'{split}_accuracy'] = accuracy(load_predictions(path).correct)
+    with open(osp.join(run_dir, 'last_checkpoint')) as f:
+        result['checkpoint'] = f.read().strip()
     result['seconds'] = time.time() - start
     _write_json(osp.join(run_dir, RESULT), result)
     return result

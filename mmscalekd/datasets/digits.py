@@ -32,7 +32,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 
@@ -60,6 +60,51 @@ def _is_previous_output(out_dir: str) -> bool:
 def _write_lines(path: str, lines: list) -> None:
     with open(path, 'w', newline='\n') as f:
         f.write(''.join(f'{line}\n' for line in lines))
+
+
+def check_output_dir(out_dir: str) -> str:
+    """``out_dir`` as an absolute path, refused when it exists and holds
+    anything but an earlier conversion (it is replaced as a whole)."""
+    out_dir = osp.abspath(out_dir)
+    if osp.exists(out_dir) and not (osp.isdir(out_dir)
+                                    and _is_previous_output(out_dir)):
+        raise FileExistsError(
+            f'{out_dir} exists and is not an earlier digits conversion; '
+            'choose an empty or new folder (it would be replaced as a '
+            'whole).')
+    return out_dir
+
+
+def write_image_folder(out_dir: str, classes: List[str],
+                       files: Dict[str, np.ndarray],
+                       splits: Dict[str, List[str]]) -> None:
+    """Write ``files`` (path under ``images/`` -> grey uint8 image) and one
+    ``meta/<split>.txt`` per split (its lines), plus ``meta/classes.txt``.
+
+    Written next to ``out_dir``, then swapped in, so that an interrupted
+    run never leaves a half-written dataset behind.
+    """
+    from PIL import Image
+    parent = osp.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix='.digits-', dir=parent)
+    try:
+        for name in classes:
+            os.makedirs(osp.join(staging, 'images', name))
+        for path, image in files.items():
+            Image.fromarray(image).save(osp.join(staging, 'images', path))
+        os.makedirs(osp.join(staging, 'meta'))
+        _write_lines(osp.join(staging, 'meta', 'classes.txt'), classes)
+        for split, lines in splits.items():
+            _write_lines(osp.join(staging, 'meta', f'{split}.txt'), lines)
+        if osp.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # mkdtemp creates a private (0700) folder; give it ordinary permissions.
+    os.chmod(out_dir, 0o755)
 
 
 def prepare_digits(out_dir: str,
@@ -91,7 +136,6 @@ def prepare_digits(out_dir: str,
         with ``test_fraction > 0``) and ``per_class`` (class name -> count
         over all splits).
     """
-    from PIL import Image
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -107,13 +151,7 @@ def prepare_digits(out_dir: str,
     if not 0 <= test_fraction < 1:
         raise ValueError(f'`test_fraction={test_fraction}` must be in [0, 1) '
                          '(0: no test split).')
-    out_dir = osp.abspath(out_dir)
-    if osp.exists(out_dir) and not (osp.isdir(out_dir)
-                                    and _is_previous_output(out_dir)):
-        raise FileExistsError(
-            f'{out_dir} exists and is not an earlier digits conversion; '
-            'choose an empty or new folder (it would be replaced as a '
-            'whole).')
+    out_dir = check_output_dir(out_dir)
 
     digits = load_digits()
     images, labels = digits.images, digits.target
@@ -129,34 +167,18 @@ def prepare_digits(out_dir: str,
         random_state=seed)
     splits = dict(train=train, val=val, **splits)
 
-    # Write next to out_dir, then swap it in, so that an interrupted run
-    # never leaves a half-written dataset behind.
-    parent = osp.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix='.digits-', dir=parent)
-    try:
-        for name in classes:
-            os.makedirs(osp.join(staging, 'images', name))
-        for index, (image, label) in enumerate(zip(images, labels)):
-            path = osp.join(staging, 'images',
-                            _NAME.format(label=classes[label], index=index))
-            Image.fromarray(_to_uint8(image)).save(path)  # grey, 'L'
-        os.makedirs(osp.join(staging, 'meta'))
-        _write_lines(osp.join(staging, 'meta', 'classes.txt'), classes)
-        for split, members in splits.items():
-            _write_lines(
-                osp.join(staging, 'meta', f'{split}.txt'), [
-                    _NAME.format(label=classes[labels[i]], index=i) +
-                    f' {labels[i]}' for i in sorted(members)
-                ])
-        if osp.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # mkdtemp creates a private (0700) folder; give it ordinary permissions.
-    os.chmod(out_dir, 0o755)
+    files = {
+        _NAME.format(label=classes[label], index=index): _to_uint8(image)
+        for index, (image, label) in enumerate(zip(images, labels))
+    }
+    write_image_folder(
+        out_dir, classes, files, {
+            split: [
+                _NAME.format(label=classes[labels[i]], index=i) +
+                f' {labels[i]}' for i in sorted(members)
+            ]
+            for split, members in splits.items()
+        })
 
     per_class = np.bincount(labels, minlength=len(classes))
     return dict(

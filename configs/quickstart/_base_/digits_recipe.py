@@ -1,4 +1,4 @@
-# The one recipe every quick-start model trains with: the bundled digits
+# The one recipe every model of the digits pair trains with: the bundled digits
 # (real 8x8 scans, written by tools/dataset_converters/prepare_digits.py),
 # upsampled to 16 px, with a light random translation; AdamW, cosine schedule.
 # Teacher, student alone, logit KD and ScaleKD differ only in `model`.
