@@ -370,3 +370,17 @@ def test_each_released_size_is_told_from_its_keys():
             continue
         state_dict = MODELS.build(_their_model_config(name, {})).state_dict()
         assert infer_family(state_dict, 'f') == name
+
+
+def test_tool_reports_bad_input_in_one_message(tmp_path):
+    network, _ = authors_student('vit-small', NARROW['vit-small'])
+    source = authors_file(tmp_path / 'theirs.pth', network.state_dict())
+    result = run_command([sys.executable, TOOL, source, str(tmp_path / 'out'),
+                          '--family', 'vit-small'], check=False)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    # The narrow ViT is not the released ViT-S: the shapes are listed.
+    assert 'renamed as `--family vit-small`) does not hold' in result.stderr
+    assert 'backbone.pos_embed: file (1, 196, 32), model (1, 196, 384)' in (
+        result.stderr)
+    assert not (tmp_path / 'out').exists()
