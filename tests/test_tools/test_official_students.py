@@ -34,9 +34,12 @@ NUM_CLASSES = 7
 
 # Narrower networks with every key name of the released ones (the same
 # depths and module names; only widths differ), as `--cfg-options` of the
-# written config (`_delete_`: an arch dict in place of the arch name). MobileNet-V1 is converted at full size.
-_VIT = dict(_delete_=True, embed_dims=32, num_layers=12, num_heads=2, feedforward_channels=64)
-_MIXER = dict(_delete_=True, embed_dims=32, tokens_mlp_dims=16, channels_mlp_dims=64)
+# written config (`_delete_`: an arch dict in place of the arch name).
+# MobileNet-V1 is converted at full size.
+_VIT = dict(_delete_=True, embed_dims=32, num_layers=12, num_heads=2,
+            feedforward_channels=64)
+_MIXER = dict(_delete_=True, embed_dims=32, tokens_mlp_dims=16,
+              channels_mlp_dims=64)
 NARROW = {
     'resnet50-d': {'model.backbone.stem_channels': 16,
                    'model.backbone.base_channels': 8,
@@ -56,7 +59,8 @@ NARROW = {
     'vit-base-p14': {'model.backbone.arch': _VIT,
                      'model.head.in_channels': 32},
     'swin-tiny': {'model.backbone.arch': dict(
-        _delete_=True, embed_dims=8, depths=[2, 2, 6, 2], num_heads=[1, 2, 4, 8]),
+        _delete_=True, embed_dims=8, depths=[2, 2, 6, 2],
+        num_heads=[1, 2, 4, 8]),
         'model.head.in_channels': 64},
 }
 # The families trained with mmengine's EMAHook in the authors' configs.
