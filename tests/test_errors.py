@@ -589,6 +589,45 @@ def _scalekd_config(tmp_path, *options):
                *[root if o == 'ROOT' else o for o in options]])
 
 
+def _official_student(tmp_path, family='vit-small', edit=lambda s: s,
+                       options=None):
+    """A narrow ViT-S of the ScaleKD authors laid out as their distiller
+    saves it (weights edited by ``edit``), converted as ``family``."""
+    from mmscalekd.engine.official_students import convert_official_student
+    from tests.test_tools.test_official_students import (NARROW,
+                                                         authors_file,
+                                                         authors_student)
+    network, _ = authors_student('vit-small', NARROW['vit-small'])
+    path = authors_file(tmp_path / 'theirs.pth', edit(network.state_dict()))
+    return convert_official_student(
+        path, str(tmp_path / 'out'), family=family,
+        cfg_options=NARROW['vit-small'] if options is None else options)
+
+
+def _not_an_official_student(tmp_path):
+    from mmscalekd.engine.official_students import convert_official_student
+    path = tmp_path / 'deit.pth'
+    # A timm DeiT's weights.
+    torch.save(dict(state_dict={'blocks.0.attn.qkv.weight': torch.zeros(6,
+                                                                        2)}),
+               path)
+    return convert_official_student(str(path), str(tmp_path / 'out'))
+
+
+def _without(key):
+    def edit(state):
+        state.pop(key)
+        return state
+    return edit
+
+
+def _nan_at(key):
+    def edit(state):
+        state[key][0] = float('nan')
+        return state
+    return edit
+
+
 CASES = {
     'E01': (lambda t: build_distiller(perception_stage=dict(projector=dict(
         CAP, student_channels=1024))), KeyError,
@@ -1114,6 +1153,30 @@ CASES = {
         t, '--data-root', 'ROOT', '--finetune-teacher', 'full'), ValueError,
              r"`--finetune-teacher` starts from the teacher's weights: give "
              r'them with `--teacher-checkpoint`'),
+    'E149': (lambda t: _not_an_official_student(t), CheckpointError,
+             r"CHECKPOINT '.*deit\.pth' is not a student checkpoint of the "
+             r"ScaleKD authors' code: it holds neither their distiller's "
+             r"`student\.\*` weights.*\['blocks'\]"),
+    'E150': (lambda t: _official_student(t, family='vit-tiny'), ValueError,
+             r'`--family vit-tiny` is not a student the ScaleKD authors '
+             r'released; choose one of resnet50-d, mobilenet-v1, .*leave '
+             r'`--family` out'),
+    'E151': (lambda t: _official_student(t, family=None), CheckpointError,
+             r'the weights are of the architecture of vit-small, vit-base, '
+             r'vit-base-p14, but of none of their released sizes .*\(32, 3, '
+             r'16, 16\).*Pass `--family`'),
+    'E152': (lambda t: _official_student(
+        t, edit=_without('backbone.layers.3.ffn.layers.1.weight')),
+             CheckpointError,
+             r'renamed as `--family vit-small`\) does not hold the weights '
+             r'of this model .*missing .*backbone\.layers\.3\.ffn\.layers'
+             r'\.1\.weight.*pass its `--family`'),
+    'E153': (lambda t: _official_student(
+        t, edit=_nan_at('backbone.layers.5.attn.qkv.weight')),
+             CheckpointError,
+             r'\(its student weights\) holds NaN or Inf values in 1 '
+             r"tensor\(s\) \(e\.g\. \['backbone\.layers\.5\.attn\.qkv"
+             r"\.weight'\]\)"),
 }
 
 

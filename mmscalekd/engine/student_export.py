@@ -260,14 +260,14 @@ def _backbone_header(config: str) -> str:
 
 def config_header(cfg: Config, config: str,
                   weights: str = 'student.pth',
-                  writer: str = 'tools/model_converters/extract_student.py'
-                  ) -> str:
-    """The comment that heads a written ``student_config.py``: how to load
-    it with ``weights``, and what in it still needs mmscalekd."""
+                  writer: str = 'tools/model_converters/extract_student.py',
+                  config_file: str = 'student_config.py') -> str:
+    """The comment that heads a written student config (``config_file``):
+    how to load it with ``weights``, and what in it still needs mmscalekd."""
     lines = [
         f'# The student of {config}, written by',
         f'# {writer}: load with',
-        "# mmpretrain.get_model('student_config.py', "
+        f"# mmpretrain.get_model('{config_file}', "
         f"pretrained='{weights}').",
     ]
     if cfg.model.get('type') == 'TimmClassifier':
