@@ -63,7 +63,7 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action='extend',
                         metavar='KEY=VALUE',
                         help='override settings of every job, e.g. '
-                        'train_dataloader.dataset.data_root=/datasets/imagenet')
+                        'model.teacher.checkpoint=teacher.pth')
     parser.add_argument('--no-estimate', action='store_true',
                         help='plan without measuring the cost')
     parser.add_argument('--estimate-steps', type=int, default=3,

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import os.path as osp
+import shlex
 import shutil
 import sys
 import tempfile
@@ -42,9 +43,10 @@ from .tables import format_table
 
 __all__ = [
     'TABLES', 'METHODS', 'VARIANT_OF', 'IMAGENET_TRAIN_IMAGES', 'Job',
-    'Plan', 'metafile_models', 'table_configs', 'check_seeds',
+    'Plan', 'metafile_models', 'paper_top1', 'table_configs', 'check_seeds',
     'check_scalekd_config', 'baseline_configs', 'plan_jobs', 'read_plan',
-    'write_plan', 'job_fingerprint', 'job_result', 'run_job',
+    'write_plan', 'job_fingerprint', 'job_result', 'train_arguments',
+    'test_arguments', 'run_job',
     'job_command', 'slurm_script', 'array_ranges', 'dataset_images',
     'schedule_images', 'job_cost', 'estimate_costs', 'render_costs'
 ]
@@ -423,7 +425,6 @@ def job_command(tool: str, work_root: str, index: int, gpus: int,
                 python: str = sys.executable) -> str:
     """The command line of one job: plain python on one GPU, torchrun with
     one process per GPU on several."""
-    import shlex
     args = [tool, '--run-job', str(index), '--work-root', work_root]
     if gpus > 1:
         words = ['torchrun', f'--nproc_per_node={gpus}', *args,
@@ -451,7 +452,6 @@ def slurm_script(tool: str, work_root: str, indices: Sequence[int],
     requeued and its job resumes from its newest checkpoint. Outside slurm
     (no ``srun`` or no ``SLURM_JOB_ID``) the task runs the job's own command
     line, for a machine of one's own."""
-    import shlex
     per_node = min(gpus, gpus_per_node)
     nodes = math.ceil(gpus / per_node)
     job = [python, '-u', tool, '--run-job', '"$JOB"', '--work-root',
@@ -474,7 +474,7 @@ def slurm_script(tool: str, work_root: str, indices: Sequence[int],
 # One array task per job of {work_root}/jobs.txt (by index). A task that is
 # pre-empted is requeued; its job resumes from the newest checkpoint of its
 # own work dir, and a job that is done is skipped.
-JOB=${{SLURM_ARRAY_TASK_ID:?set SLURM_ARRAY_TASK_ID to a job index of jobs.txt}}
+JOB=${{SLURM_ARRAY_TASK_ID:?a job index of jobs.txt}}
 export OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-1}}
 if [ -n "${{SLURM_JOB_ID:-}}" ] && command -v srun >/dev/null 2>&1; then
     srun --kill-on-bad-exit=1 {quoted} --job-launcher {launcher}

@@ -14,7 +14,8 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional
 
-from .reproduce import METHOD_TITLES, METHODS, PLAN, RESULT, job_result, read_plan
+from .reproduce import (METHOD_TITLES, METHODS, PLAN, RESULT, job_result,
+                        read_plan)
 from .student_comparison import compare_students
 from .sweep import write_json
 from .tables import format_table
