@@ -72,7 +72,8 @@ def parse_args(argv=None):
                         help='cpu or cuda (default: cuda where there is one)')
     parser.add_argument('--estimate-batch-size', type=int,
                         help='images per measured step (default: the '
-                        "config's batch per GPU)")
+                        "config's batch per GPU; a shipped config's step "
+                        'at that batch takes minutes on a CPU)')
     parser.add_argument('--run-job', type=int, metavar='K',
                         help='run job K of the plan in --work-root (what '
                         'the array tasks and the command lines run)')

@@ -313,7 +313,8 @@ def plan_jobs(configs: Sequence[str], seeds: Sequence[int], work_root: str,
                 'trained with another config (a changed config file or '
                 '--cfg-options), and their checkpoints would be resumed '
                 'under this one. Give this plan its own `--work-root`, or '
-                'remove those job folders to train them anew.')
+                f'remove those job folders and {osp.join(work_root, PLAN)} '
+                '(the plan, made anew) to train them anew here.')
         for staged, final_path in derived.items():
             os.makedirs(osp.dirname(final_path), exist_ok=True)
             os.replace(staged, final_path)

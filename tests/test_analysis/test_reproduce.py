@@ -3,10 +3,12 @@ configs a named set holds, the baselines each ScaleKD config gets, the cost
 arithmetic, and the metafile and README updates of the collection. No
 training here: tests/test_tools/test_reproduce.py runs the jobs."""
 import difflib
+import os
 import os.path as osp
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 import yaml
 from mmengine.config import Config
@@ -278,3 +280,52 @@ def test_readme_update_fills_the_reproduced_column(tmp_path):
                                               after.splitlines())
                if line[:1] in '+-']
     assert len(changed) == 6
+
+
+def test_one_seed_is_judged_by_mcnemar_and_a_missing_seed_listed(tmp_path):
+    """Results written as the jobs write them: seed 0 of all three methods,
+    seed 1 of ScaleKD only."""
+    from mmscalekd.analysis import compare_students
+    from mmscalekd.analysis.reproduce_results import (collect_results,
+                                                      render_results)
+    from mmscalekd.analysis.sweep import write_json
+    from tests.test_analysis.test_statistics import write_predictions
+    root = str(tmp_path / 'root')
+    plan, _ = reproduce.plan_jobs([SMOKE_CONFIG], [0, 1], root)
+    reproduce.write_plan(plan)
+    right = dict(alone=50, logit_kd=60, scalekd=75)
+    files = {}
+    for job in plan.jobs:
+        if job.seed == 1 and job.method != 'scalekd':
+            continue
+        correct = np.zeros(100, bool)
+        correct[:right[job.method] + job.seed] = True
+        os.makedirs(job.work_dir)
+        preds = write_predictions(osp.join(job.work_dir, 'preds.pkl'),
+                                  correct)
+        if job.seed == 0:
+            files[job.method] = [preds]
+        write_json(osp.join(job.work_dir, 'result.json'), dict(
+            fingerprint=job.fingerprint, preds=preds,
+            accuracy=float(correct.mean() * 100)))
+    results = collect_results(root, n_resamples=99)
+    (row, ) = results['rows']
+    assert row['seeds'] == [0]
+    assert row['missing'] == ['scalekd_smoke_synthetic_alone/seed1',
+                              'scalekd_smoke_synthetic_logit-kd/seed1']
+    assert [j['index'] for j in results['missing']] == [3, 4]
+    assert row['methods']['scalekd'] == dict(accuracies=[75.0], mean=75.0,
+                                             std=None)
+    report = compare_students(files, n_resamples=99, pairs=[
+        ('alone', 'scalekd'), ('logit_kd', 'scalekd')])
+    for reference, paired in zip(('alone', 'logit_kd'), report['paired']):
+        gain = row['gains'][reference]
+        assert gain['test'] == 'mcnemar'
+        assert gain['pvalue'] == paired['mcnemar_pvalue']
+        assert gain['difference'] == pytest.approx(75 - right[reference])
+    # the metafile's figure is over every finished seed of a config
+    assert results['configs']['scalekd_smoke_synthetic'] == dict(
+        seeds=[0, 1], mean=75.5, std=pytest.approx(np.std([75, 76], ddof=1)))
+    text = render_results(results)
+    assert '| scalekd_smoke_synthetic | 1 | 50.00 | 60.00 | 75.00 |' in text
+    assert '- job 3: scalekd_smoke_synthetic_alone seed 1' in text
