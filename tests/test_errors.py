@@ -12,7 +12,8 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-from mmscalekd.analysis import PredictionFileError, sweep
+from mmscalekd.analysis import PredictionFileError, reproduce, sweep
+from mmscalekd.analysis.reproduce_results import collect_results
 from mmscalekd.engine import DataError, WorkDirLockedError
 from mmscalekd.utils import CheckpointError
 from tests.conftest import (REPO_ROOT, SMOKE_CONFIG, build_distiller,
@@ -556,6 +557,27 @@ def _held_out_sweep_config(tmp_path):
         f"classes={root + '/meta/classes.txt'!r}))\n"
         "test_dataloader = dict(dataset=dict(ann_file='meta/test.txt'))\n")
     return str(config)
+
+
+
+def _reproduce_plan(tmp_path, seeds=(0, ), options=()):
+    """The smoke config's jobs planned in tmp_path/root (nothing trained)."""
+    root = str(tmp_path / 'root')
+    plan, _ = reproduce.plan_jobs([SMOKE_CONFIG], list(seeds), root,
+                                  list(options))
+    reproduce.write_plan(plan)
+    return root, plan
+
+
+def _never(argv):
+    raise AssertionError(f'the job ran {argv}')
+
+
+def _changed_job_config(tmp_path):
+    root, plan = _reproduce_plan(tmp_path)
+    with open(plan.jobs[0].config, 'a') as f:
+        f.write('train_cfg = dict(max_epochs=5)\n')
+    reproduce.run_job(root, 0, _never, _never)
 
 
 def _sweep_tool(tmp_path, *options):
@@ -1177,6 +1199,34 @@ CASES = {
              r'\(its student weights\) holds NaN or Inf values in 1 '
              r"tensor\(s\) \(e\.g\. \['backbone\.layers\.5\.attn\.qkv"
              r"\.weight'\]\)"),
+    'E154': (lambda t: reproduce.table_configs('advance'), KeyError,
+             r'`--table advance` is no named set; the sets are advanced, '
+             r'traditional, ablations .*or give the config files'),
+    'E155': (lambda t: reproduce.plan_jobs([osp.join(
+        REPO_ROOT, 'configs', 'scalekd', 'student_resnet50_8xb32_in1k.py')],
+        [0], str(t)), ValueError,
+             r"student_resnet50_8xb32_in1k\.py is not a ScaleKD distillation "
+             r"config: `model\.type` must be 'ScaleKDDistiller'.*give the "
+             r'ScaleKD config'),
+    'E156': (lambda t: reproduce.check_seeds([0, 1, 1]), ValueError,
+             r'`--seeds 0 1 1` repeats seed\(s\) 1.*give each once'),
+    'E157': (lambda t: _reproduce_plan(t) and _reproduce_plan(
+        t, options=['train_cfg.max_epochs=2']), ValueError,
+             r'.*root holds jobs of another plan: .*root/'
+             r'scalekd_smoke_synthetic_alone/seed0.*planned or trained with '
+             r'another config.*its own `--work-root`, or remove those job '
+             r'folders'),
+    'E158': (lambda t: _changed_job_config(t), ValueError,
+             r'The config of job 0, .*scalekd_smoke_synthetic_alone\.py, has '
+             r'changed since the plan.*Plan again in a new `--work-root`'),
+    'E159': (lambda t: reproduce.run_job(_reproduce_plan(t)[0], 7, _never,
+                                         _never), KeyError,
+             r'`--run-job 7`: .*jobs\.json plans jobs 0\.\.2; give one of '
+             r'those indices \(jobs\.txt lists them\)'),
+    'E160': (lambda t: collect_results(_reproduce_plan(t)[0]),
+             FileNotFoundError,
+             r'None of the 3 jobs of .*root has its result\.json yet: run '
+             r'them .*then collect'),
 }
 
 

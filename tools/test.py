@@ -137,8 +137,9 @@ def merge_args(cfg, args):
     return cfg
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    """Test, and return the metrics."""
+    args = parse_args(argv)
     import mmengine
     from mmengine.config import Config
     from mmengine.evaluator import DumpResults
@@ -156,6 +157,7 @@ def main():
     metrics = run(runner, cfg, 'test')
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
+    return metrics
 
 
 if __name__ == '__main__':

@@ -201,8 +201,8 @@ def merge_args(cfg, args):
     return cfg
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from mmengine.config import Config
 
     from mmscalekd.engine import run

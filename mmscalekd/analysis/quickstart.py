@@ -103,7 +103,12 @@ def teacher_name(percent: int) -> str:
 def plan_jobs(percents: Sequence[int], seeds: int) -> List[Job]:
     """Every job, in an order where each comes after the jobs it needs."""
     largest = max(percents)
-    jobs = [Job(teacher_name(p), 'teacher', percent=p) for p in percents]
+    # The largest teacher first: the choices, which every later student
+    # needs, wait for it alone.
+    jobs = [
+        Job(teacher_name(p), 'teacher', percent=p)
+        for p in sorted(percents, reverse=True)
+    ]
     jobs += [Job(f'alone_seed{s}', 'alone', seed=s) for s in range(seeds)]
     choice_jobs = {}
     for method, candidates in CHOICES.items():

@@ -28,10 +28,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 __all__ = [
     'GRID_KEYS', 'PRESETS', 'Run', 'check_distillation_config',
-    'check_grid_fits', 'check_held_out', 'check_seeds',
+    'check_grid_fits', 'check_held_out', 'check_seeds', 'is_scalekd_config',
     'fingerprint', 'parse_grid', 'plan_runs', 'prepared_config',
     'preset_grid', 'run_config', 'train_run', 'train_and_test',
-    'read_result', 'unfinished', 'run_sweep'
+    'read_result', 'unfinished', 'run_sweep', 'write_json'
 ]
 
 # Grid key -> where it goes: a key of every stage's `loss` or `projector`,
@@ -95,9 +95,15 @@ def _stages(cfg) -> List[str]:
     return [s for s in STAGES if cfg.model.get(s) is not None]
 
 
+def is_scalekd_config(cfg) -> bool:
+    """Whether ``cfg`` trains a ScaleKD distiller with at least one
+    feature stage (not the student alone, not logit KD alone)."""
+    return _is_distiller(cfg) and bool(_stages(cfg))
+
+
 def check_distillation_config(cfg, path: str) -> None:
     """The sweep needs a ScaleKD distiller with at least one stage."""
-    if not _is_distiller(cfg) or not _stages(cfg):
+    if not is_scalekd_config(cfg):
         raise ValueError(
             f'{path} is not a ScaleKD distillation config: `model.type` must '
             "be 'ScaleKDDistiller' with a `model.perception_stage` or "
@@ -336,7 +342,7 @@ def read_result(run_dir: str,
         return json.load(f)
 
 
-def _write_json(path: str, data) -> None:
+def write_json(path: str, data) -> None:
     # Written beside, then renamed: a killed run never leaves a result that
     # reads as finished.
     partial = path + '.partial'
@@ -404,7 +410,7 @@ def train_and_test(cfg, result: dict, verbose: bool = False,
     with open(osp.join(run_dir, 'last_checkpoint')) as f:
         result['checkpoint'] = f.read().strip()
     result['seconds'] = time.time() - start
-    _write_json(osp.join(run_dir, RESULT), result)
+    write_json(osp.join(run_dir, RESULT), result)
     return result
 
 

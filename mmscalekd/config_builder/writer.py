@@ -10,24 +10,30 @@ from mmengine.config import Config
 import mmscalekd
 
 __all__ = [
-    'runtime_config', 'data_settings', 'folder_settings', 'write_configs'
+    'runtime_config', 'data_settings', 'folder_settings', 'shipped_file',
+    'write_configs'
 ]
 
 _STUDENT = '__student_model__'
 
 
-def runtime_config() -> str:
-    """configs/_base_/scalekd_runtime.py of this checkout or, installed,
-    of the package's .mim copy (in a checkout that copy dates from the last
-    install, so the checkout's own comes first)."""
+def shipped_file(*parts: str) -> str:
+    """``configs/<parts>`` of this checkout or, installed, of the package's
+    .mim copy (in a checkout that copy dates from the last install, so the
+    checkout's own comes first)."""
     package = osp.dirname(osp.abspath(mmscalekd.__file__))
     for root in (osp.dirname(package), osp.join(package, '.mim')):
-        path = osp.join(root, 'configs', '_base_', 'scalekd_runtime.py')
+        path = osp.join(root, 'configs', *parts)
         if osp.isfile(path):
             return path
     raise FileNotFoundError(
-        'configs/_base_/scalekd_runtime.py is neither in the installed '
-        'package (.mim) nor beside it; reinstall mmscalekd.')
+        f'configs/{"/".join(parts)} is neither in the installed package '
+        '(.mim) nor beside it; reinstall mmscalekd.')
+
+
+def runtime_config() -> str:
+    """configs/_base_/scalekd_runtime.py (:func:`shipped_file`)."""
+    return shipped_file('_base_', 'scalekd_runtime.py')
 
 
 def data_settings(data: Optional[str] = None,
