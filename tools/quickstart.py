@@ -36,8 +36,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--fast',
         action='store_true',
-        help='2 pool sizes (25, 100%%), 2 seeds, half the steps: about a '
-        'third of the time')
+        help="2 pool sizes (25, 100%%), 2 seeds, shorter schedules: about "
+        'a third of the time')
     parser.add_argument('--seeds', type=int, default=None,
                         help='seeds per student (default 3, 2 with --fast)')
     parser.add_argument('--teacher-epochs', type=int, default=None,

@@ -22,8 +22,9 @@ its logits alone, and the gain grows with the teacher's pre-training. Here:
 Every run is a job with its own folder; a job is finished once its
 ``result.json`` is written (:func:`mmscalekd.analysis.sweep.train_and_test`),
 so a quick start that was stopped and started again trains only what is
-unfinished, resuming a cut run from its last checkpoint. Jobs run in
-``workers`` processes of one thread each.
+unfinished (a run cut short trains again from its start: the runs save
+their weights only at their end). Jobs run in ``workers`` processes of one
+thread each.
 """
 import copy
 import os
@@ -76,7 +77,7 @@ CHOICES = {
 PROFILES = {
     'default': dict(percents=(25, 50, 100), seeds=3, teacher_epochs=None,
                     student_epochs=None),
-    'fast': dict(percents=(25, 100), seeds=2, teacher_epochs=4,
+    'fast': dict(percents=(25, 100), seeds=2, teacher_epochs=8,
                  student_epochs=30),
 }
 
