@@ -97,14 +97,17 @@ def _verdict(rows: List[dict], trend: dict) -> str:
     else:
         lines.append('ScaleKD does **not** beat the student alone by more '
                      'than the seed-to-seed noise with any teacher here.')
-    grows = trend['difference'] > 0
+    if not trend['significant']:
+        trend_text = ('neither growing nor shrinking with the teacher\'s '
+                      'pre-training by more than the noise')
+    elif trend['difference'] > 0:
+        trend_text = 'growing with the teacher\'s pre-training'
+    else:
+        trend_text = 'shrinking as the teacher\'s pre-training grows'
     lines.append(
         f"ScaleKD's accuracy with the {trend['largest']}% teacher against "
-        f"the {trend['smallest']}% one: {trend['verdict']}; the gain "
-        + ('grows' if grows else 'does not grow') +
-        ' with the teacher\'s pre-training' +
-        ('' if trend['significant'] else
-         ', within the noise') + '.')
+        f"the {trend['smallest']}% one: {trend['verdict']}; the gain is "
+        f'{trend_text}.')
     return ' '.join(lines)
 
 
