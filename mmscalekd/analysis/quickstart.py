@@ -39,8 +39,6 @@ __all__ = [
     'PROFILES'
 ]
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'quickstart')
 TEACHER_CONFIG = 'vit-tiny-p2_digits-pool_teacher.py'
 STUDENT_CONFIGS = {
     'alone': 'mixer-tiny-p2_digits-small_alone.py',
@@ -154,10 +152,11 @@ def job_config(job: Job, work_dir: str, data_root: str,
     seed, teacher pool or teacher checkpoint and setting it runs with."""
     from mmengine.config import Config
 
+    from mmscalekd.config_builder.writer import shipped_file
     from .sweep import shorten
     kind = job.kind
-    path = osp.join(CONFIG_DIR, TEACHER_CONFIG if kind == 'teacher' else
-                    STUDENT_CONFIGS[kind])
+    path = shipped_file('quickstart', TEACHER_CONFIG if kind == 'teacher'
+                        else STUDENT_CONFIGS[kind])
     cfg = Config.fromfile(path)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_root
