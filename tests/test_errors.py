@@ -636,7 +636,7 @@ def _not_an_official_student(tmp_path):
     return convert_official_student(str(path), str(tmp_path / 'out'))
 
 
-def _without(key):
+def _dropping(key):
     def edit(state):
         state.pop(key)
         return state
@@ -1188,7 +1188,7 @@ CASES = {
              r'vit-base-p14, but of none of their released sizes .*\(32, 3, '
              r'16, 16\).*Pass `--family`'),
     'E152': (lambda t: _official_student(
-        t, edit=_without('backbone.layers.3.ffn.layers.1.weight')),
+        t, edit=_dropping('backbone.layers.3.ffn.layers.1.weight')),
              CheckpointError,
              r'renamed as `--family vit-small`\) does not hold the weights '
              r'of this model .*missing .*backbone\.layers\.3\.ffn\.layers'
