@@ -1,7 +1,8 @@
 # The quick start's student with ScaleKD from a teacher tools/quickstart.py
-# pre-trained: the released recipe's structure at toy size, as the pair
-# builder (tools/misc/scalekd_config.py) writes it for a ViT teacher and a
-# token student. Same student, data and recipe as the baselines.
+# pre-trained: the released recipe's structure and the Swin teachers' loss
+# weights at toy size (tools/quickstart.py also tries the weights at a fifth
+# and keeps the better on val). Same student, data and recipe as the
+# baselines.
 _base_ = ['./_base_/pool_recipe.py', './_base_/pool_models.py']
 model = dict(
     type='ScaleKDDistiller',

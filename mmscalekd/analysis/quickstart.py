@@ -53,8 +53,10 @@ LABELS = {
 
 # The candidates chosen between on `val`, per method: name -> config keys.
 # logit KD: the temperature of the released configs (1) or a softer one
-# (4). ScaleKD: the released feature weights of the Swin teachers, or those
-# of the BEiT-L (ViT) teachers, 5x smaller (docs/method.md, section 5).
+# (4). ScaleKD: the feature weights released with the Swin teachers
+# (0.08 / 0.06), or both at a fifth (0.016 / 0.012; the BEiT-L teachers'
+# configs have that spatial weight and a frequency weight of 0.008,
+# docs/method.md, section 5).
 CHOICES = {
     'logit_kd': {
         'tau1': {'model.logit_kd.tau': 1.0},
@@ -62,7 +64,7 @@ CHOICES = {
     },
     'scalekd': {
         'swin-weights': {},
-        'vit-weights': {
+        'fifth-weights': {
             f'model.{stage}.loss.{key}': value
             for stage in ('perception_stage', 'final_stage')
             for key, value in (('spatial_weight', 0.016),
