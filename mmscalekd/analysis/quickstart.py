@@ -135,7 +135,7 @@ def chosen(method: str, results: Dict[str, dict]) -> str:
     listed on a tie)."""
     candidates = list(CHOICES[method])
     accuracies = {
-        c: results[f'{method}_{c}_pool{_largest(results)}_seed0']
+        c: results[f'{method}_{c}_pool{largest_pool(results)}_seed0']
         ['val_accuracy']
         for c in candidates
     }
@@ -143,7 +143,8 @@ def chosen(method: str, results: Dict[str, dict]) -> str:
                                           -candidates.index(c)))
 
 
-def _largest(results: Dict[str, dict]) -> int:
+def largest_pool(results: Dict[str, dict]) -> int:
+    """The pool size of the largest teacher among ``results``."""
     return max(r['percent'] for r in results.values()
                if r.get('kind') == 'teacher')
 

@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .quickstart import CHOICES, LABELS, chosen, teacher_name
+from .quickstart import CHOICES, LABELS, chosen, largest_pool, teacher_name
 from .statistics import compare_across_seeds, seeds_verdict
 from .student_comparison import compare_students
 from .tables import format_table
@@ -31,8 +31,7 @@ PAPER_CLAIM = (
 def student_runs(results: Dict[str, dict], method: str,
                  percent: int) -> List[dict]:
     """The runs of ``method`` with the teacher of ``percent``, by seed."""
-    largest = max(r['percent'] for r in results.values()
-                  if r['kind'] == 'teacher')
+    largest = largest_pool(results)
     runs = []
     for result in results.values():
         if result['kind'] != method:
