@@ -1,5 +1,6 @@
 # The digits pair's student with logit distillation only from its teacher
-# (`model.teacher.checkpoint`: the teacher's trained weights). Same student and recipe as the baseline.
+# (`model.teacher.checkpoint`: the teacher's trained weights). Same student
+# and recipe as the baseline.
 _base_ = ['./_base_/digits_recipe.py', './_base_/digits_models.py']
 model = dict(
     type='ScaleKDDistiller',

@@ -1,5 +1,6 @@
 # The digits pair's networks (README, "Your own teacher, student and data"),
-# defined once for the four configs beside it. Sizes: the teacher is a plain ViT
+# defined once for the configs beside it (pool_models.py puts them on 2x2
+# patches). Sizes: the teacher is a plain ViT
 # (64 wide, 4 blocks, 4x4 patches of the 16 px image -> 4x4 tokens); the
 # student is an MLP-Mixer half as wide (32, 4 blocks, the same 4x4 tokens),
 # which trained alone stays clearly below the teacher.
