@@ -388,3 +388,11 @@ def test_tool_reports_bad_input_in_one_message(tmp_path):
     assert 'backbone.pos_embed: file (1, 196, 32), model (1, 196, 384)' in (
         result.stderr)
     assert not (tmp_path / 'out').exists()
+
+
+def test_the_tools_family_names_are_the_librarys():
+    from mmscalekd.engine.official_students import FAMILIES
+    from tests.conftest import REPO_ROOT, load_tool
+    tool = load_tool(osp.join(REPO_ROOT, 'tools', 'model_converters',
+                               'scalekd_official_student.py'))
+    assert tool.FAMILY_NAMES == tuple(FAMILIES)

@@ -97,6 +97,12 @@ import argparse
 # mmscalekd/engine/official_students.py) are imported in main(), so that
 # `--help` answers at once.
 
+# The families of mmscalekd.engine.official_students.FAMILIES, named here so
+# that `--help` needs no model code (a test keeps the two lists equal).
+FAMILY_NAMES = ('resnet50-d', 'mobilenet-v1', 'convnext-tiny', 'mixer-s16',
+                'mixer-b16', 'mixer-b14', 'vit-small', 'vit-base',
+                'vit-base-p14', 'swin-tiny')
+
 
 def parse_args():
     parser = argparse.ArgumentParser(
@@ -107,9 +113,8 @@ def parse_args():
     parser.add_argument('out_dir', help='folder for the written files')
     parser.add_argument(
         '--family',
-        help='resnet50-d, mobilenet-v1, convnext-tiny, mixer-s16, mixer-b16, '
-        'mixer-b14, vit-small, vit-base, vit-base-p14 or swin-tiny '
-        '(default: told from the weights)')
+        help=', '.join(FAMILY_NAMES) +
+        ' (default: told from the weights)')
     parser.add_argument(
         '--name', help='name of the written files (default: the family)')
     parser.add_argument(
