@@ -26,7 +26,6 @@ unfinished (a run cut short trains again from its start: the runs save
 their weights only at their end). Jobs run in ``workers`` processes of one
 thread each.
 """
-import copy
 import os
 import os.path as osp
 import sys
@@ -185,6 +184,7 @@ def job_config(job: Job, work_dir: str, data_root: str,
     cfg.experiment_name = job.name
     cfg.randomness = dict(seed=job.seed, deterministic=False)
     cfg.load_from = None
+    cfg.resume = True  # as train_and_test runs it: the same fingerprint
     return cfg
 
 
@@ -225,9 +225,7 @@ def _run_job(job: Job, cfg_dict: dict, verbose: bool) -> dict:
 
 def _finished(cfg) -> Optional[dict]:
     from .sweep import fingerprint, read_result
-    probe = copy.deepcopy(cfg)
-    probe.resume = True
-    return read_result(cfg.work_dir, fingerprint(probe))
+    return read_result(cfg.work_dir, fingerprint(cfg))
 
 
 def run_jobs(jobs: Sequence[Job],
